@@ -1,0 +1,71 @@
+"""Environment registry: `make(name)` for gymnax ids, `brax/<name>` and rlx's own envs.
+
+See `envs.core` for the API every env follows.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Dict
+
+from . import spaces
+from .core import Env, EpisodeStats, State
+
+GYMNAX_IDS = (
+    "CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0",
+    "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar",
+    "Catch-bsuite", "DeepSea-bsuite", "MemoryChain-bsuite", "UmbrellaChain-bsuite", "DiscountingChain-bsuite",
+    "MNISTBandit-bsuite", "SimpleBandit-bsuite", "FourRooms-misc", "MetaMaze-misc", "PointRobot-misc",
+    "BernoulliBandit-misc", "GaussianBandit-misc", "Reacher-misc", "Swimmer-misc", "Pong-misc", "FrozenLake-misc",
+)
+BRAX_IDS = (
+    "ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+    "inverted_double_pendulum", "pusher", "reacher", "swimmer", "walker2d",
+)
+
+# rlx's own environments register here: name -> constructor(**kwargs) -> Env
+_REGISTRY: Dict[str, Callable[..., Env]] = {}
+
+
+def register(name: str, constructor: Callable[..., Env]) -> None:
+    """Register an environment constructor under `name` (overwrites silently)."""
+    _REGISTRY[name] = constructor
+
+
+def names() -> list:
+    """Every name `make` accepts."""
+    return sorted(list(GYMNAX_IDS) + [f"brax/{n}" for n in BRAX_IDS] + list(_REGISTRY))
+
+
+def make(name: str, **kwargs) -> Env:
+    """Make an env by name. brax envs take `backend=` ("spring" by default) and
+    `episode_length=`; gymnax envs take gymnax's own keyword arguments."""
+    if name in _REGISTRY:
+        return _REGISTRY[name](**kwargs)
+    if name in GYMNAX_IDS:
+        from .gymnax_env import GymnaxEnv
+
+        return GymnaxEnv(name, **kwargs)
+    if name.startswith("brax/") and name[5:] in BRAX_IDS:
+        from .brax_env import BraxEnv
+
+        return BraxEnv(name[5:], **kwargs)
+    close = difflib.get_close_matches(name, names(), n=4, cutoff=0.4)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown environment {name!r}.{hint} `python -c 'import rlx.envs; print(rlx.envs.names())'` lists all.")
+
+
+def _register_builtin():
+    # our own JAX envs (each module calls `register` on import)
+    import importlib
+
+    for mod in ("lot_sizing", "frozen_lake"):
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as e:  # module not written yet
+            if e.name != f"{__name__}.{mod}":
+                raise
+
+
+_register_builtin()
+
+__all__ = ["make", "names", "register", "Env", "State", "EpisodeStats", "spaces"]

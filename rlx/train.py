@@ -1,0 +1,46 @@
+"""The contract between an algorithm and the runner.
+
+`make_train(config)` returns a `Train`:
+- `init(key) -> state`: the whole training state of one seed (params, optimiser state,
+  normaliser stats, env states, last observations, rng key, counters) as one pytree;
+- `update(state) -> (state, metrics)`: one iteration (a rollout + epochs, one env step + one
+  learner update, or one gradient step). `metrics` is a flat dict of float32 scalars and
+  must contain `episode_return_sum` and `episode_count` (returns and number of the episodes
+  that finished during this update; both 0 when none did) and `episode_length_sum`;
+- `evaluate(state, key) -> scalar` (optional): mean return of the current greedy or
+  deterministic policy;
+- `num_updates` and `env_steps_per_update` (per seed; for offline methods the gradient steps).
+
+`train.train(key)` runs init + `lax.scan(update)` and is what `jax.jit(jax.vmap(train.train))`
+compiles for a plain multi-seed run outside the runner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclass(frozen=True)
+class Train:
+    init: Callable[[jax.Array], Any]
+    update: Callable[[Any], Any]
+    num_updates: int
+    env_steps_per_update: int
+    evaluate: Optional[Callable[[Any, jax.Array], jax.Array]] = None
+
+    def train(self, key):
+        state = self.init(key)
+        return jax.lax.scan(lambda s, _: self.update(s), state, None, self.num_updates)
+
+
+def episode_metrics(info, done) -> dict:
+    """Sum/count of finished episodes from the env info of a rollout (any shape)."""
+    d = jnp.asarray(done, jnp.float32)
+    return {
+        "episode_return_sum": jnp.sum(info["episode_return"] * d),
+        "episode_length_sum": jnp.sum(info["episode_length"] * d).astype(jnp.float32),
+        "episode_count": jnp.sum(d),
+    }
