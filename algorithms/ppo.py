@@ -165,6 +165,14 @@ def value_loss(value, old_value, target, clip_eps, clip):
     return 0.5 * jnp.mean(jnp.maximum((value - target) ** 2, (v_clipped - target) ** 2))
 
 
+def lr_schedule(config: Config, num_updates: int, steps_per_update: int):
+    """Constant, or linear decay by update index: the lr of update k is lr * (1 - k / num_updates)
+    (PureJaxRL), reaching 0 after the last optimiser step."""
+    if not config.anneal_lr:
+        return config.lr
+    return lambda count: config.lr * (1.0 - (count // steps_per_update) / num_updates)
+
+
 def make_train(config: Config) -> Train:
     env = make_env(config)
     obs_shape = env.observation_space.shape
@@ -174,11 +182,8 @@ def make_train(config: Config) -> Train:
     mb_size = batch // config.num_minibatches
     steps_per_update = config.update_epochs * config.num_minibatches
 
-    if config.anneal_lr:
-        lr = lambda count: config.lr * (1.0 - (count // steps_per_update) / num_updates)
-    else:
-        lr = config.lr
-    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                     optax.adam(lr_schedule(config, num_updates, steps_per_update), eps=1e-5))
 
     def norm_obs(stats, obs):
         return nz.normalize(stats, obs) if config.normalize_obs else obs

@@ -7,6 +7,7 @@ scaling"; stream-x's ScaleReward), resetting the return accumulator at episode e
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ def stats_update(stats: RunningStats, batch, axis=0) -> RunningStats:
     """Fold a batch (reduced over `axis`, int or tuple) into the running stats."""
     batch = jnp.asarray(batch, jnp.float32)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    n = jnp.asarray(float(jnp.prod(jnp.asarray([batch.shape[a] for a in axes]))), jnp.float32)
+    n = float(math.prod(batch.shape[a] for a in axes))
     b_mean = batch.mean(axis=axes)
     b_var = batch.var(axis=axes)
     delta = b_mean - stats.mean

@@ -102,3 +102,17 @@ def test_lambda_returns_equal_gae_targets_when_values_consistent():
     _, target = returns.gae(r, v, chain, term, trunc, 0.95, 0.8)
     g = returns.lambda_returns(r, chain, term, trunc, 0.95, 0.8)
     np.testing.assert_allclose(g, target, rtol=1e-4, atol=1e-4)
+
+
+def test_running_stats_match_numpy():
+    from rlx import normalize as nz
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(3.0, 2.0, size=(40, 8, 3)).astype(np.float32)
+    st = nz.stats_init((3,), init_count=0.0)
+    for batch in data:
+        st = nz.stats_update(st, batch)
+    flat = data.reshape(-1, 3)
+    np.testing.assert_allclose(st.mean, flat.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(st.var, flat.var(0), rtol=1e-3)
+    assert float(st.count) == 320
