@@ -2,7 +2,7 @@
 5e5 steps, PureJaxRL's hyperparameters), 1 and 64 seeds vmapped, in one sitting.
 
 PureJaxRL runs from a copy outside the repo with its own venv (jax 0.9.2, gymnax 0.0.8: it
-needs the old gymnax step API); see benchmarks/README.md. Both sides are timed the same way:
+needs the old gymnax step API); see benchmarks/reference/README.md. Both sides are timed the same way:
 `jax.jit(jax.vmap(train)).lower(keys).compile()` (compile_s), then the compiled call until
 `block_until_ready` (run_s). rlx is also timed through its runner (`rlx.run.run`), which is
 what the command line uses (chunks, metrics, final evaluation).
@@ -10,9 +10,9 @@ what the command line uses (chunks, metrics, final evaluation).
     python benchmarks/ppo_vs_purejaxrl.py --ref /tmp/ref --seeds 1 64 --repeats 2 \
         --out benchmarks/results/ppo_cartpole.md
 
-`--ref` is a folder with `run.sh` that runs a reference script and prints one JSON line
-(compile_s, run_s, final_return_last5pct); `--rlx-python` may name another interpreter for the
-rlx side (e.g. a venv on the reference's jax version).
+`--ref` is the reference environment built by benchmarks/reference/setup.sh (see its README);
+`--rlx-python` may name another interpreter for the rlx side (e.g. a venv on the reference's
+jax version).
 """
 from __future__ import annotations
 
@@ -97,8 +97,9 @@ def main():
     t_start = time.time()
     for n in args.seeds:
         for rep in range(args.repeats):  # interleave reference and rlx to share any drift in load
-            ref = run_json([os.path.join(args.ref, "run.sh"), os.path.join(args.ref, "purejaxrl/ppo.py"), "--yaml", os.path.join(args.ref, "configs/ppo_cartpole.yaml"),
-                            "--num-seeds", str(n)], env=dict(os.environ))
+            ref = run_json([os.path.join(HERE, "reference", "run.sh"), os.path.join(args.ref, "purejaxrl", "ppo.py"),
+                            "--yaml", os.path.join(HERE, "reference", "configs", "ppo_cartpole.yaml"),
+                            "--num-seeds", str(n)], env=dict(os.environ, RLX_REF=args.ref))
             results.append(dict(impl="PureJaxRL ppo.py", mode="jit(vmap(train))", seeds=n, rep=rep, **ref))
             print(json.dumps(results[-1])[:300], flush=True)
             for mode in args.modes:

@@ -1,0 +1,1 @@
+"""Stub of brax: lets PureJaxRL's wrappers.py import; brax environments are NOT available here."""

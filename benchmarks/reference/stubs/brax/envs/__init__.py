@@ -1,0 +1,1 @@
+from _anything import module_getattr as __getattr__  # noqa
