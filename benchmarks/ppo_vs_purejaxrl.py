@@ -86,7 +86,7 @@ def main():
     ap.add_argument("--ref", default="/tmp/ref")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--rlx-python", default=sys.executable)
+    ap.add_argument("--rlx-python", nargs="+", default=[sys.executable], help="one or more interpreters for the rlx side")
     ap.add_argument("--modes", nargs="+", default=["direct", "runner"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -102,11 +102,12 @@ def main():
                             "--num-seeds", str(n)], env=dict(os.environ, RLX_REF=args.ref))
             results.append(dict(impl="PureJaxRL ppo.py", mode="jit(vmap(train))", seeds=n, rep=rep, **ref))
             print(json.dumps(results[-1])[:300], flush=True)
-            for mode in args.modes:
-                r = run_json([args.rlx_python, "-c", child, str(n), mode])
-                results.append(dict(impl="rlx ppo.py", mode="jit(vmap(train))" if mode == "direct" else "runner (CLI path)",
-                                    seeds=n, rep=rep, **r))
-                print(json.dumps(results[-1])[:300], flush=True)
+            for py in args.rlx_python:
+                for mode in args.modes:
+                    r = run_json([py, "-c", child, str(n), mode])
+                    results.append(dict(impl="rlx ppo.py", mode="jit(vmap(train))" if mode == "direct" else "runner (CLI path)",
+                                        seeds=n, rep=rep, **r))
+                    print(json.dumps(results[-1])[:300], flush=True)
     load_after = load()
 
     lines = ["| seeds | implementation | timing | jax | compile s | run s (compile excluded) | env steps/s | "
@@ -118,8 +119,8 @@ def main():
         groups = {}
         for r in results:
             if r["seeds"] == n:
-                groups.setdefault((r["impl"], r["mode"]), []).append(r)
-        for (impl, mode), rs in groups.items():
+                groups.setdefault((r["impl"], r["mode"], r.get("jax")), []).append(r)
+        for (impl, mode, _), rs in groups.items():
             run_s = min(r["run_s"] for r in rs)
             comp = min(r["compile_s"] for r in rs)
             rets = rs[0]["final_return_last5pct"]

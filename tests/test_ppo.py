@@ -105,3 +105,21 @@ def test_learns_cartpole_4_seeds():
     res = R.run(ppo.Config, ppo.make_train, ppo.Config(), name="ppo", num_seeds=4, progress=False)
     assert res.summary["final_return_mean"] >= 475, res.summary["final_return"]
     assert np.nanmean(res.summary["train_return_last5pct"]) >= 400, res.summary["train_return_last5pct"]
+
+
+def test_smoke_multi_discrete_lot_sizing():
+    """PPO is the baseline for PDPPO: one categorical per machine on the lot-sizing env."""
+    cfg = small("lot-sizing/15x5", total_timesteps=400, num_steps=20, num_envs=2, num_minibatches=2)
+    res = R.run(ppo.Config, ppo.make_train, cfg, name="ppo", num_seeds=2, progress=False, eval_episodes=2)
+    assert all(np.isfinite(r["loss"]) for r in res.metrics)
+    assert all(np.isfinite(res.summary["final_return"]))
+    # the policy head has one block of logits per machine
+    import rlx.envs as envs
+
+    env = envs.make("lot-sizing/15x5")
+    net = ppo.ActorCritic(env.action_space, (16, 16), "tanh")
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1,) + env.observation_space.shape))
+    pi, _ = net.apply(params, jnp.zeros((3,) + env.observation_space.shape))
+    a = pi.sample(seed=jax.random.PRNGKey(1))
+    assert a.shape == (3, len(env.action_space.nvec))
+    assert pi.log_prob(a).shape == (3,)
