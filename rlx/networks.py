@@ -34,7 +34,7 @@ def activation(name: str) -> Callable:
 def sparse_init(sparsity: float = 0.9):
     """LeCun-uniform kernel init with an exact fraction `sparsity` of each output unit's
     inputs set to zero (stream-x's SparseInit): for a kernel [fan_in, fan_out], every column
-    gets exactly round(sparsity * fan_in) zeros at random rows."""
+    gets exactly ceil(sparsity * fan_in) zeros at random rows."""
 
     def init(key, shape, dtype=jnp.float32):
         k_w, k_m = jax.random.split(key)
