@@ -101,13 +101,13 @@ def main():
                             "--yaml", os.path.join(HERE, "reference", "configs", "ppo_cartpole.yaml"),
                             "--num-seeds", str(n)], env=dict(os.environ, RLX_REF=args.ref))
             results.append(dict(impl="PureJaxRL ppo.py", mode="jit(vmap(train))", seeds=n, rep=rep, **ref))
-            print(json.dumps(results[-1])[:300], flush=True)
+            print(json.dumps(results[-1]), flush=True)
             for py in args.rlx_python:
                 for mode in args.modes:
                     r = run_json([py, "-c", child, str(n), mode])
                     results.append(dict(impl="rlx ppo.py", mode="jit(vmap(train))" if mode == "direct" else "runner (CLI path)",
                                         seeds=n, rep=rep, **r))
-                    print(json.dumps(results[-1])[:300], flush=True)
+                    print(json.dumps(results[-1]), flush=True)
     load_after = load()
 
     lines = ["| seeds | implementation | timing | jax | compile s | run s (compile excluded) | env steps/s | "
