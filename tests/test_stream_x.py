@@ -1,7 +1,7 @@
 """Stream-x: ObGD / AdaptiveObGD against naive per-parameter references, the L1 bound, trace
 decay and reset timing, sparse init, parameter-free LayerNorm, the Welford normalisers, the
 online Monte-Carlo error of stream TD, Q(λ)'s non-greedy flag, the AC entropy term and policy
-formulas. Whole-algorithm runs: test_stream_x_algos.py and test_stream_x_learning.py."""
+formulas. Whole-algorithm runs: test_stream_td_q_ac_smoke.py and test_stream_q_stream_ac_learning.py."""
 import math
 
 import jax
