@@ -291,7 +291,6 @@ def run(
     resume: bool = False,
     progress: bool = True,
     memory_check: Optional[Callable] = None,
-    _stop_after_chunks: Optional[int] = None,
 ) -> Result:
     """Train `num_seeds` seeds x every combination of `sweep` values in one compiled program.
 
@@ -374,9 +373,6 @@ def run(
         jit_kw = eval_kw = {}
 
     t_compile = 0.0
-    t0 = time.perf_counter()
-    init_c = jax.jit(jax.vmap(init_one), **jit_kw).lower(keys, hp).compile()
-    t_compile += time.perf_counter() - t0
 
     chunk_compiled: Dict[int, Any] = {}
 
@@ -411,7 +407,10 @@ def run(
         state, host = load_checkpoint(ckpt_path, template)
         state = jax.device_put(state, shard) if n_dev > 1 else jax.device_put(state)
         _truncate(os.path.join(out, "metrics.csv"), host["csv_bytes"])
-    else:
+    else:  # a resumed run never needs the init program
+        t0 = time.perf_counter()
+        init_c = jax.jit(jax.vmap(init_one), **jit_kw).lower(keys, hp).compile()
+        t_compile += time.perf_counter() - t0
         state = init_c(keys, hp)
 
     state_shape = jax.eval_shape(lambda: state)
@@ -511,9 +510,6 @@ def run(
                 save_checkpoint(ckpt_path, jax.tree.map(lambda x: x[:n_runs], state), host)
                 last_ckpt_time = time.perf_counter()
         i += 1
-        if _stop_after_chunks is not None and i >= _stop_after_chunks and i < len(chunks):
-            loggers.close()
-            return Result({}, rows, state, runs, out)
     loggers.close()
 
     # summary
