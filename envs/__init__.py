@@ -7,6 +7,8 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Dict
 
+import rlx.xla_guard  # noqa: F401  (before anything starts JAX's backends)
+
 from . import spaces
 from .core import Env, EpisodeStats, State
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import xla_guard  # noqa: F401  (before anything starts JAX's backends)
 from .config import ConfigError, check, is_static, to_dict, with_values
 from .stats import bootstrap_ci, iqm
 
@@ -192,6 +193,7 @@ def _versions() -> dict:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
+    out["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
     return out
 
 
