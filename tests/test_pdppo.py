@@ -225,8 +225,9 @@ def test_config_errors():
 
 @pytest.mark.slow
 def test_pdppo_beats_random_policy_on_15x5():
-    """Short budget: 100 updates of a cheaper schedule (10 epochs, 2-chunk buffer)."""
-    cfg = pdppo.Config(total_timesteps=40_000, update_epochs=10, buffer_chunks=2)
+    """Short budget: 200 updates of a cheaper schedule (10 epochs, 2-chunk buffer). At 40k steps (100
+    updates) the last-10-update mean was -8.2k to -9.7k over 4 seeds (1 of 4 above the bar below)."""
+    cfg = pdppo.Config(total_timesteps=80_000, update_epochs=10, buffer_chunks=2)
     tr = pdppo.make_train(cfg)
     _, m = jax.jit(tr.train)(jax.random.PRNGKey(0))
     ret = np.asarray(m["episode_return_sum"]) / np.maximum(np.asarray(m["episode_count"]), 1)

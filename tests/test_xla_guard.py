@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from rlx import xla_guard
+
 FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 PROBE = ("import json, os, {mod}; import jax; jax.numpy.ones(1).block_until_ready(); "
          "from rlx import xla_guard; print(json.dumps([xla_guard.IN_EFFECT, os.environ.get('XLA_FLAGS', '')]))")
@@ -22,17 +24,28 @@ def probe(mod, **env_extra):
     return in_effect, flags
 
 
+NEEDED = xla_guard.needed()  # jaxlib >= 0.10
+
+
+def test_needed_follows_jaxlib_version():
+    import jaxlib
+
+    major, minor = (int(x) for x in jaxlib.__version__.split(".")[:2])
+    assert NEEDED == ((major, minor) >= (0, 10))
+
+
 @pytest.mark.parametrize("mod", ["rlx.envs", "rlx.run", "rlx.algorithms.ppo", "rlx.algorithms.pqn"])
 def test_flag_set_on_import(mod):
     # run from "/": with an editable install `rlx` is then a namespace package whose __init__ does not run,
     # so the guard must come from the module itself
     in_effect, flags = probe(mod)
-    assert in_effect and f"{FLAG}=false" in flags.split()
+    assert in_effect == NEEDED and (f"{FLAG}=false" in flags.split()) == NEEDED
 
 
 def test_user_flags_are_kept_and_user_choice_wins():
     in_effect, flags = probe("rlx.envs", XLA_FLAGS="--xla_cpu_multi_thread_eigen=true")
-    assert in_effect and flags.split() == ["--xla_cpu_multi_thread_eigen=true", f"{FLAG}=false"]
+    assert in_effect == NEEDED
+    assert flags.split() == ["--xla_cpu_multi_thread_eigen=true"] + [f"{FLAG}=false"] * NEEDED
     in_effect, flags = probe("rlx.envs", XLA_FLAGS=f"{FLAG}=true")
     assert not in_effect and flags == f"{FLAG}=true"
 
@@ -42,6 +55,7 @@ def test_opt_out():
     assert not in_effect and FLAG not in flags
 
 
+@pytest.mark.skipif(not NEEDED, reason="the guard is only applied for jaxlib >= 0.10")
 def test_warns_when_jax_started_first():
     code = ("import warnings, jax; jax.numpy.ones(1).block_until_ready()\n"
             "with warnings.catch_warnings(record=True) as w:\n"
