@@ -38,9 +38,9 @@ Reproduce (purejaxql settings):
     python algorithms/pqn_rnn.py --env CartPole-v1 --num-seeds 4
     python algorithms/pqn_rnn.py --env MemoryChain-bsuite --num-seeds 4
 
-rlx's MemoryChain-bsuite is gymnax's default (memory_length 5: the context bit is shown at the first
-step and must be recalled 5 steps later); purejaxql runs memory_length 100, which `envs.make`
-cannot set (gymnax keeps it in EnvParams).
+MemoryChain-bsuite runs at gymnax's default memory length 5 (the context bit is shown at the first
+step and must be recalled 5 steps later) unless `--memory-length` says otherwise; purejaxql's
+config uses 100 (`--memory-length 100`).
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ EVAL_EPISODES = 128  # greedy episodes per evaluation (purejaxql TEST_NUM_ENVS)
 @dataclass(frozen=True)
 class Config:
     env: str = "CartPole-v1"
+    memory_length: int = static(0, "MemoryChain-bsuite: steps between the context bit and the query (0: gymnax's 5)")
     total_timesteps: int = static(500_000, "env steps per seed")
     total_timesteps_decay: int = static(0, "env steps over which eps and lr schedules run (0: total_timesteps)")
     num_envs: int = static(32, "parallel envs per seed")
@@ -107,12 +108,21 @@ class Config:
             check(0.0 <= getattr(self, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
         check(self.eps_decay > 0, f"--eps-decay must be > 0 (got {self.eps_decay})")
         check(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
-        env = envs.make(self.env)
+        check(self.memory_length >= 0, f"--memory-length must be >= 0 (got {self.memory_length})")
+        check(self.memory_length == 0 or self.env == "MemoryChain-bsuite",
+              f"--memory-length only applies to MemoryChain-bsuite (env is {self.env})")
+        env = make_env(self)
         check(env.action_kind == "discrete",
               f"PQN-RNN needs a discrete action space (one Q-value per action); {self.env} has "
               f"{env.action_kind} actions. Use a continuous-action algorithm (e.g. algorithms/ppo.py).")
         check(len(env.observation_space.shape) == 1,
               f"pqn_rnn's MLP takes vector observations; {self.env} has shape {env.observation_space.shape}")
+
+
+def make_env(config):
+    if config.memory_length:
+        return envs.make(config.env, params={"memory_length": config.memory_length})
+    return envs.make(config.env)
 
 
 def preset(env: str) -> dict:
@@ -196,7 +206,7 @@ def sequence_targets(rewards, q_vals, terminated, truncated, trunc_next_q, gamma
 
 def build(config: Config) -> SimpleNamespace:
     """Every piece of recurrent PQN as pure functions (make_train assembles them)."""
-    env = envs.make(config.env)
+    env = make_env(config)
     num_actions = env.action_space.n
     N, H = config.num_envs, config.hidden_size
     L = config.memory_window + config.num_steps

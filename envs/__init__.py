@@ -40,7 +40,8 @@ def names() -> list:
 
 def make(name: str, **kwargs) -> Env:
     """Make an env by name. brax envs take `backend=` ("spring" by default) and
-    `episode_length=`; gymnax envs take gymnax's own keyword arguments."""
+    `episode_length=`; gymnax envs take `params={...}` (fields of gymnax's EnvParams, e.g.
+    `make("MemoryChain-bsuite", params={"memory_length": 100})`) and gymnax's constructor keywords."""
     if name in _REGISTRY:
         return _REGISTRY[name](**kwargs)
     if name in GYMNAX_IDS:

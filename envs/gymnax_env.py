@@ -24,11 +24,21 @@ def _convert_space(space):
 
 
 class GymnaxEnv(Env):
-    def __init__(self, name: str, **env_kwargs):
+    def __init__(self, name: str, params: dict | None = None, **env_kwargs):
+        """`params` overrides fields of gymnax's EnvParams (e.g. MemoryChain's `memory_length`);
+        `env_kwargs` go to the gymnax env constructor."""
+        import dataclasses
+
         import gymnax
 
         self.name = name
         self._env, self._params = gymnax.make(name, **env_kwargs)
+        if params:
+            fields = {f.name for f in dataclasses.fields(self._params)}
+            unknown = sorted(set(params) - fields)
+            if unknown:
+                raise ValueError(f"{name} has no env parameter(s) {unknown}; its EnvParams fields are {sorted(fields)}")
+            self._params = self._params.replace(**params)
         self.max_episode_steps = int(getattr(self._params, "max_steps_in_episode", 0))
         with jax.ensure_compile_time_eval():  # make() may run while a sweep is being traced
             self.observation_space = _convert_space(self._env.observation_space(self._params))

@@ -78,3 +78,31 @@ def test_brax_truncation_keeps_pre_reset_observation():
     np.testing.assert_allclose(info["final_observation"][t - 1], obs[t - 1])
     assert info["episode_length"][t] == 6
     assert info["episode_return"][t] == pytest.approx(rew[: t + 1].sum(), rel=1e-5)
+
+
+def test_gymnax_env_params_override():
+    """`params=` sets gymnax EnvParams fields (MemoryChain's episode length follows its memory_length);
+    an unknown field is a clear error that names it."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import pytest
+
+    import rlx.envs as envs
+
+    def first_done(env):
+        obs, st = env.reset(jax.random.PRNGKey(0))
+
+        def body(c, k):
+            st = c
+            _, st, _, term, trunc, _ = env.step(k, st, jnp.asarray(0))
+            return st, term | trunc
+
+        _, done = jax.lax.scan(body, st, jax.random.split(jax.random.PRNGKey(1), 40))
+        return int(np.argmax(np.asarray(done)))
+
+    short, long = envs.make("MemoryChain-bsuite"), envs.make("MemoryChain-bsuite", params={"memory_length": 20})
+    assert long._params.memory_length == 20 and short._params.memory_length == 5
+    assert first_done(long) - first_done(short) == 15
+    with pytest.raises(ValueError, match="memory_lenght"):
+        envs.make("MemoryChain-bsuite", params={"memory_lenght": 20})

@@ -150,3 +150,13 @@ def test_learns_memory_chain():
     # a memoryless policy earns 0 on average: the first updates (epsilon ~ 1) are near 0
     ret = np.asarray(m["episode_return_sum"] / np.maximum(m["episode_count"], 1))
     assert abs(ret[0]) < 0.2 and ret[-5:].mean() >= 0.9, ret
+
+
+def test_memory_length_flag():
+    from rlx.config import ConfigError
+
+    cfg = pqn_rnn.Config(**{**pqn_rnn.preset("MemoryChain-bsuite"), "env": "MemoryChain-bsuite", "memory_length": 12})
+    cfg.validate()
+    assert pqn_rnn.make_env(cfg)._params.memory_length == 12
+    with pytest.raises(ConfigError, match="memory-length"):
+        pqn_rnn.Config(env="CartPole-v1", memory_length=12).validate()
