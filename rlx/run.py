@@ -187,6 +187,14 @@ def _validate(cfg) -> None:
 DONATE_MIN_BYTES = 256 * 2**20  # on CPU, donate chunk states larger than this
 
 
+def _donate(state, devices) -> tuple:
+    """Donating the state to each chunk saves a copy of it (replay buffers can be GBs), but made PPO's
+    1-seed CartPole chunks ~30% slower on XLA:CPU (benchmarks/results/ppo_cartpole.md): donate off CPU,
+    or on CPU once the state is big enough for the copy to matter."""
+    nbytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state))
+    return (0,) if devices[0].platform != "cpu" or nbytes > DONATE_MIN_BYTES else ()
+
+
 def _versions() -> dict:
     import importlib.metadata as md
 
@@ -380,18 +388,12 @@ def run(
     t_compile = 0.0
 
     chunk_compiled: Dict[int, Any] = {}
-    # Donating the state to each chunk saves a copy of it (replay buffers can be GBs) but made PPO's
-    # 1-seed CartPole chunks ~30% slower on XLA:CPU (benchmarks/results/ppo_cartpole.md): donate off
-    # CPU, or on CPU once the state is big enough for the copy to matter.
-    state_bytes = sum(math.prod(x.shape) * x.dtype.itemsize
-                      for x in jax.tree.leaves(jax.eval_shape(jax.vmap(init_one), keys, hp)))
-    donate = (0,) if devices[0].platform != "cpu" or state_bytes > DONATE_MIN_BYTES else ()
 
     def get_chunk(n, state):
         nonlocal t_compile
         if n not in chunk_compiled:
             t0 = time.perf_counter()
-            f = jax.jit(jax.vmap(lambda s, h: chunk_one(s, h, n)), donate_argnums=donate, **jit_kw)
+            f = jax.jit(jax.vmap(lambda s, h: chunk_one(s, h, n)), donate_argnums=_donate(state, devices), **jit_kw)
             try:
                 chunk_compiled[n] = f.lower(state, hp).compile()
             except jax.errors.ConcretizationTypeError as e:

@@ -195,3 +195,15 @@ def test_cli_kebab_flags_reach_config(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     cfg = json.load(open(os.path.join(out, "config.json")))["config"]
     assert (cfg["num_envs"], cfg["num_steps"], cfg["lr"], cfg["total_timesteps"]) == (2, 4, 0.25, 1000)
+
+
+def test_chunk_state_donated_on_cpu_only_when_big():
+    import jax
+    import jax.numpy as jnp
+
+    from rlx import run as R
+
+    cpu = jax.devices("cpu")
+    small = {"w": jax.ShapeDtypeStruct((16, 64, 64), jnp.float32)}
+    big = {"buffer": jax.ShapeDtypeStruct((R.DONATE_MIN_BYTES // 4 + 1,), jnp.float32), **small}
+    assert R._donate(small, cpu) == () and R._donate(big, cpu) == (0,)
