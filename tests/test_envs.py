@@ -83,15 +83,9 @@ def test_brax_truncation_keeps_pre_reset_observation():
 def test_gymnax_env_params_override():
     """`params=` sets gymnax EnvParams fields (MemoryChain's episode length follows its memory_length);
     an unknown field is a clear error that names it."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import pytest
-
-    import rlx.envs as envs
 
     def first_done(env):
-        obs, st = env.reset(jax.random.PRNGKey(0))
+        _, st = env.reset(jax.random.PRNGKey(0))
 
         def body(c, k):
             st = c

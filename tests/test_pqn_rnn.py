@@ -153,8 +153,6 @@ def test_learns_memory_chain():
 
 
 def test_memory_length_flag():
-    from rlx.config import ConfigError
-
     cfg = pqn_rnn.Config(**{**pqn_rnn.preset("MemoryChain-bsuite"), "env": "MemoryChain-bsuite", "memory_length": 12})
     cfg.validate()
     assert pqn_rnn.make_env(cfg)._params.memory_length == 12

@@ -14,11 +14,16 @@ PROBE = ("import json, os, {mod}; import jax; jax.numpy.ones(1).block_until_read
          "from rlx import xla_guard; print(json.dumps([xla_guard.IN_EFFECT, os.environ.get('XLA_FLAGS', '')]))")
 
 
-def probe(mod, **env_extra):
+def run_python(code, *args, **env_extra):
+    """Run `code` in a fresh interpreter from "/" without the caller's XLA_FLAGS / opt-out."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "RLX_KEEP_XLA_FLAGS")}
     env.update(env_extra)
-    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", PROBE.format(mod=mod)],
-                         env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    return subprocess.run([sys.executable, *args, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, cwd="/")
+
+
+def probe(mod, **env_extra):
+    out = run_python(PROBE.format(mod=mod), "-W", "error::RuntimeWarning", **env_extra)
     assert out.returncode == 0, out.stderr[-2000:]
     in_effect, flags = json.loads(out.stdout.strip().splitlines()[-1])
     return in_effect, flags
@@ -61,6 +66,5 @@ def test_warns_when_jax_started_first():
             "with warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always'); import rlx.xla_guard as g\n"
             "print(g.IN_EFFECT, any('XLA' in str(x.message) for x in w))")
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "RLX_KEEP_XLA_FLAGS")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    out = run_python(code)
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
