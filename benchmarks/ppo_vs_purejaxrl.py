@@ -4,8 +4,11 @@
 PureJaxRL runs from a copy outside the repo with its own venv (jax 0.9.2, gymnax 0.0.8: it
 needs the old gymnax step API); see benchmarks/reference/README.md. Both sides are timed the same way:
 `jax.jit(jax.vmap(train)).lower(keys).compile()` (compile_s), then the compiled call until
-`block_until_ready` (run_s). rlx is also timed through its runner (`rlx.run.run`), which is
-what the command line uses (chunks, metrics, final evaluation).
+`block_until_ready` (run_s). rlx is timed three ways: the bare program on one device (the
+like-for-like per-core comparison), the bare program with the seed axis sharded over the CPU
+devices rlx asks for (one per core, rlx/xla_guard.py), and through its runner (`rlx.run.run`,
+what the command line uses: chunks, metrics, final evaluation, seeds sharded). PureJaxRL runs as
+published: one program on one device.
 
     python benchmarks/ppo_vs_purejaxrl.py --ref /tmp/ref --seeds 1 64 --repeats 2 \
         --out benchmarks/results/ppo_cartpole.md
@@ -36,9 +39,13 @@ import ppo
 from rlx import run as R
 n, mode = int(sys.argv[1]), sys.argv[2]
 cfg = ppo.Config(env="CartPole-v1", total_timesteps=500_000)
-if mode == "direct":
+if mode in ("direct", "sharded"):
     t = ppo.make_train(cfg)
     keys = jax.random.split(jax.random.PRNGKey(0), n)
+    if mode == "sharded":  # the seed axis split over the CPU devices rlx asks for (one per core)
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        d = max(k for k in range(1, jax.device_count() + 1) if n %% k == 0)
+        keys = jax.device_put(keys, NamedSharding(Mesh(np.asarray(jax.devices()[:d]), ("s",)), P("s")))
     t0 = time.perf_counter(); f = jax.jit(jax.vmap(t.train)).lower(keys).compile(); c = time.perf_counter() - t0
     t0 = time.perf_counter(); (state, m) = jax.block_until_ready(f(keys)); r = time.perf_counter() - t0
     m = jax.device_get(m)
@@ -51,8 +58,13 @@ else:
     out = dict(compile_s=s["compile_s"], run_s=s["wall_s"], final_return_last5pct=s["train_return_last5pct"],
                final_eval=s["final_return"])
 out["jax"] = jax.__version__
+out["devices"] = len(keys.sharding.device_set) if mode == "sharded" else (s["devices"] if mode == "runner" else 1)
 print(json.dumps(out))
 """
+
+
+MODES = {"direct": "jit(vmap(train)), 1 device", "sharded": "jit(vmap(train)), seeds sharded",
+         "runner": "runner (CLI path)"}
 
 
 def run_json(cmd, env=None):
@@ -87,7 +99,7 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--rlx-python", nargs="+", default=[sys.executable], help="one or more interpreters for the rlx side")
-    ap.add_argument("--modes", nargs="+", default=["direct", "runner"])
+    ap.add_argument("--modes", nargs="+", default=["direct", "sharded", "runner"], choices=list(MODES))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -105,14 +117,13 @@ def main():
             for py in args.rlx_python:
                 for mode in args.modes:
                     r = run_json([py, "-c", child, str(n), mode])
-                    results.append(dict(impl="rlx ppo.py", mode="jit(vmap(train))" if mode == "direct" else "runner (CLI path)",
-                                        seeds=n, rep=rep, **r))
+                    results.append(dict(impl="rlx ppo.py", mode=MODES[mode], seeds=n, rep=rep, **r))
                     print(json.dumps(results[-1]), flush=True)
     load_after = load()
 
-    lines = ["| seeds | implementation | timing | jax | compile s | run s (compile excluded) | env steps/s | "
+    lines = ["| seeds | implementation | timing | CPU devices | jax | compile s | run s (compile excluded) | env steps/s | "
              "final return (last 5% of training, mean / IQM / 95% CI) | rlx ÷ ref run time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n in args.seeds:
         ref_runs = [r for r in results if r["seeds"] == n and r["impl"].startswith("PureJaxRL")]
         ref_t = min(r["run_s"] for r in ref_runs)
@@ -125,7 +136,7 @@ def main():
             comp = min(r["compile_s"] for r in rs)
             rets = rs[0]["final_return_last5pct"]
             ratio = "" if impl.startswith("PureJaxRL") else f"{run_s / ref_t:.2f}"
-            lines.append(f"| {n} | {impl} | {mode} | {rs[0].get('jax', '?')} | {comp:.1f} | {run_s:.2f} | "
+            lines.append(f"| {n} | {impl} | {mode} | {rs[0].get('devices', 1)} | {rs[0].get('jax', '?')} | {comp:.1f} | {run_s:.2f} | "
                          f"{n * 499712 / run_s:,.0f} | {np.mean(rets):.1f} / {iqm(rets):.1f} / "
                          f"[{ci95(rets)[0]:.1f}, {ci95(rets)[1]:.1f}] | {ratio} |")
     table = "\n".join(lines)

@@ -7,7 +7,9 @@ same configs, one process at a time, in one sitting.
 The reference runs from a copy outside the repo through /tmp/ref/run.sh (jax 0.9.2, gymnax 0.0.8,
 stubs for hydra/wandb; see /tmp/ref/README.txt); rlx runs in this interpreter's environment. Both
 sides: `jax.jit(jax.vmap(train))` over `split(PRNGKey(0), seeds)`, compile timed apart from the run
-(`block_until_ready`); wall and process-CPU seconds are recorded (the machine is shared).
+(`block_until_ready`); wall and process-CPU seconds are recorded. With several seeds rlx runs twice:
+on one device (the per-core comparison) and with the seed axis sharded over the CPU devices rlx asks
+for, one per core (`rlx-sharded`, what its runner does); purejaxql runs as published, on one device.
 
 Like for like: rlx runs with `bootstrap_truncation=False` (purejaxql treats time limits as
 terminations) and the ε/lr schedules over the same number of steps. purejaxql's in-jit greedy test
@@ -55,8 +57,9 @@ def ref_command(env, steps, seeds):
             "--set", "TEST_INTERVAL=1.0", "--num-seeds", str(seeds)]
 
 
-def run_rlx(env, steps, seeds) -> dict:
-    """One rlx run in this process (called in a child process by main)."""
+def run_rlx(env, steps, seeds, sharded=False) -> dict:
+    """One rlx run in this process (called in a child process by main); `sharded` splits the seed
+    axis over the CPU devices rlx asks for (one per core, rlx/xla_guard.py), as its runner does."""
     import jax
 
     from rlx.algorithms import pqn
@@ -65,6 +68,12 @@ def run_rlx(env, steps, seeds) -> dict:
     cfg.validate()
     t = pqn.make_train(cfg)
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    devices = 1
+    if sharded:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        devices = max(k for k in range(1, jax.device_count() + 1) if seeds % k == 0)
+        keys = jax.device_put(keys, NamedSharding(Mesh(np.asarray(jax.devices()[:devices]), ("s",)), P("s")))
     t0, c0 = time.time(), time.process_time()
     compiled = jax.jit(jax.vmap(t.train)).lower(keys).compile()
     compile_s, compile_cpu = time.time() - t0, time.process_time() - c0
@@ -82,7 +91,7 @@ def run_rlx(env, steps, seeds) -> dict:
     count = np.asarray(m["episode_count"])[:, -tail:].sum(1)
     return {"compile_s": round(compile_s, 2), "run_s": round(run_s, 2), "compile_cpu_s": round(compile_cpu, 2),
             "run_cpu_s": round(run_cpu, 2), "eval_s": round(eval_s, 2), "greedy": greedy.tolist(),
-            "train": (ret_sum / np.maximum(count, 1)).tolist(), "jax": jax.__version__,
+            "train": (ret_sum / np.maximum(count, 1)).tolist(), "jax": jax.__version__, "devices": devices,
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
 
@@ -98,17 +107,20 @@ def main():
     p.add_argument("--cases", default="cartpole1,breakout,cartpole16")
     p.add_argument("--json", default="benchmarks/results/pqn_raw.json", help="append results here")
     p.add_argument("--only", choices=["both", "rlx", "ref"], default="both")
-    p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--no-sharded", action="store_true", help="skip the rlx run with seeds sharded over the CPU devices")
+    p.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._child:
-        env, steps, seeds = a._child
-        print("RESULT " + json.dumps(run_rlx(env, int(steps), int(seeds))))
+        env, steps, seeds, sharded = a._child
+        print("RESULT " + json.dumps(run_rlx(env, int(steps), int(seeds), sharded == "1")))
         return
 
     results = json.load(open(a.json)) if os.path.exists(a.json) else []
     for case in a.cases.split(","):
         env, steps, seeds = CASES[case]
         sides = ["ref", "rlx"] if a.only == "both" else [a.only]
+        if "rlx" in sides and seeds > 1 and not a.no_sharded:
+            sides.append("rlx-sharded")  # 1 seed runs on one device either way
         for side in sides:
             load0 = loadavg()
             t0 = time.time()
@@ -124,21 +136,22 @@ def main():
                 res["train"] = r["final_return_last5pct"]
                 res["command"] = " ".join(ref_command(env, steps, seeds))
             else:
-                cmd = [sys.executable, os.path.abspath(__file__), "--_child", env, str(steps), str(seeds)]
+                flag = "1" if side == "rlx-sharded" else "0"
+                cmd = [sys.executable, os.path.abspath(__file__), "--_child", env, str(steps), str(seeds), flag]
                 out = subprocess.run(cmd, capture_output=True, text=True)
                 lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
                 if out.returncode != 0 or not lines:
                     print(out.stderr[-3000:], file=sys.stderr)
                     raise SystemExit(f"rlx run failed: {case}")
                 res = json.loads(lines[-1][7:])
-                res["command"] = f"python benchmarks/pqn_vs_purejaxql.py --_child {env} {steps} {seeds}"
+                res["command"] = f"python benchmarks/pqn_vs_purejaxql.py --_child {env} {steps} {seeds} {flag}"
             res.update(case=case, side=side, env=env, steps=steps, seeds=seeds, load_before=load0,
                        load_after=loadavg(), wall_total_s=round(time.time() - t0, 1),
                        time=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                        greedy_stats=summary(res["greedy"]), train_stats=summary(res["train"]),
                        steps_per_s=round(steps * seeds / res["run_s"]))
             results.append(res)
-            print(f"{case:11s} {side:3s} compile {res['compile_s']:6.1f}s run {res['run_s']:7.1f}s "
+            print(f"{case:11s} {side:11s} compile {res['compile_s']:6.1f}s run {res['run_s']:7.1f}s "
                   f"(cpu {res['run_cpu_s']:7.1f}s) greedy {res['greedy_stats']['mean']:7.2f} "
                   f"train {res['train_stats']['mean']:7.2f} load {load0} -> {res['load_after']}", flush=True)
             os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)

@@ -327,7 +327,9 @@ def run(
     # every run = (combo, seed); the leading axis is combos x seeds
     runs = [{"seed": s, **combo} for combo in combos for s in range(num_seeds)]
     n_runs = len(runs)
-    devices = jax.local_devices()
+    # one device is enough for one run; more runs spread over up to every local device (on CPU rlx asks
+    # for one device per core, rlx/xla_guard.py), padded with copies of the last run to fill them evenly
+    devices = jax.local_devices()[:n_runs]
     n_dev = len(devices)
     n_pad = (-n_runs) % n_dev
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
@@ -416,8 +418,9 @@ def run(
             "best": [None] * n_runs, "last_eval": [None] * n_runs, "wall_s": 0.0, "train_s": 0.0, "evals": 0}
     ckpt_path = os.path.join(out, CHECKPOINT) if out else None
     if resume:
-        template = jax.eval_shape(jax.vmap(init_one), keys, hp)
-        state, host = load_checkpoint(ckpt_path, template)
+        template = jax.eval_shape(jax.vmap(init_one), keys[:n_runs], {k: v[:n_runs] for k, v in hp.items()})
+        state, host = load_checkpoint(ckpt_path, template)  # saved without the padding rows: add them back
+        state = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], n_pad, 0)]) if n_pad else x, state)
         state = jax.device_put(state, shard) if n_dev > 1 else jax.device_put(state)
         _truncate(os.path.join(out, "metrics.csv"), host["csv_bytes"])
     else:  # a resumed run never needs the init program
@@ -442,7 +445,8 @@ def run(
     eval_every_upd = max(1, round(eval_every / spu)) if eval_every else None
     label = f"[{name} {config.env}]"
     if progress:
-        print(f"{label} {n_runs} run(s) ({num_seeds} seed(s) x {len(combos)} setting(s)) on {_device_name()}; "
+        print(f"{label} {n_runs} run(s) ({num_seeds} seed(s) x {len(combos)} setting(s)) on {_device_name()}"
+              f"{f' ({n_dev} devices)' if n_dev > 1 else ''}; "
               f"{U} updates x {spu} env steps per seed in {len(chunks)} chunks", flush=True)
 
     loop_start = time.perf_counter() - host["wall_s"]
@@ -538,7 +542,7 @@ def run(
         "best_return": host["best"],
         "wall_s": host["wall_s"], "train_s": host["train_s"], "compile_s": t_compile,
         "env_steps_per_s": total_steps * n_runs / max(host["wall_s"], 1e-9),
-        "device": _device_name(), "versions": _versions(), "resumed": bool(resume),
+        "device": _device_name(), "devices": n_dev, "versions": _versions(), "resumed": bool(resume),
     }
     if sweep:
         summary["sweep_results"] = [

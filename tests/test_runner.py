@@ -97,28 +97,34 @@ def test_sharded_equals_single_device(tmp_path):
         "import json, sys, numpy as np, jax; sys.path.insert(0, %r); import toy_algo; from rlx import run as R;"
         "res = R.run(toy_algo.Config, toy_algo.make_train, toy_algo.Config(), name='toy', num_seeds=3,"
         " sweep={'lr': [0.1, 0.3]}, progress=False);"
+        "one = R.run(toy_algo.Config, toy_algo.make_train, toy_algo.Config(), name='toy', progress=False);"
         "print(json.dumps({'n': jax.local_device_count(), 'w': np.asarray(res.state.w).tolist(),"
-        " 'ret': [r['episode_return'] for r in res.metrics]}))" % os.path.join(ROOT, "tests"))
+        " 'ret': [r['episode_return'] for r in res.metrics], 'used': [res.summary['devices'], one.summary['devices']]}))"
+        % os.path.join(ROOT, "tests"))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     sharded = json.loads(p.stdout.strip().splitlines()[-1])
-    assert sharded["n"] == 4  # 6 runs padded to 8 over 4 devices
+    assert sharded["n"] == 4
+    assert sharded["used"] == [4, 1]  # 6 runs padded to 8 over 4 devices; 1 run on 1 device, not padded to 4
     single = toy_run(num_seeds=3, sweep={"lr": [0.1, 0.3]})
     np.testing.assert_allclose(sharded["w"], np.asarray(single.state.w), rtol=1e-6)
     np.testing.assert_allclose(sharded["ret"], [r["episode_return"] for r in single.metrics], rtol=1e-6)
 
 
-def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
-    args = ["--num-seeds", "2", "--total-timesteps", "3200", "--log-every", "320", "--checkpoint-every", "320",
-            "--no-progress"]
+@pytest.mark.parametrize("num_seeds", [2, 3])  # on 2 devices: 3 runs are padded to 4
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path, num_seeds):
+    args = ["--num-seeds", str(num_seeds), "--total-timesteps", "3200", "--log-every", "320",
+            "--checkpoint-every", "320", "--no-progress"]
+    two = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     full = str(tmp_path / "full")
-    p = cli(args + ["--out", full])
+    p = cli(args + ["--out", full], env=two)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert json.load(open(os.path.join(full, "summary.json")))["devices"] == 2
 
     killed = str(tmp_path / "killed")
     proc = subprocess.Popen([sys.executable, TOY] + args + ["--out", killed, "--slow", "0.02"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, **two))
     ckpt = os.path.join(killed, "checkpoint.npz")
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -136,7 +142,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     assert not os.path.exists(os.path.join(killed, "summary.json"))
 
     # resume takes its settings from config.json; only --slow differs here, so pass it again
-    p = cli(["--resume", killed, "--slow", "0.02", "--no-progress"])
+    p = cli(["--resume", killed, "--slow", "0.02", "--no-progress"], env=two)
     assert p.returncode == 0, p.stderr[-3000:]
     a = R.read_checkpoint_leaves(os.path.join(full, "checkpoint.npz"))
     b = R.read_checkpoint_leaves(ckpt)
