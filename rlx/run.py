@@ -446,7 +446,7 @@ def run(
     label = f"[{name} {config.env}]"
     if progress:
         print(f"{label} {n_runs} run(s) ({num_seeds} seed(s) x {len(combos)} setting(s)) on {_device_name()}"
-              f"{f' ({n_dev} devices)' if n_dev > 1 else ''}; "
+              f" ({n_dev} in use); "
               f"{U} updates x {spu} env steps per seed in {len(chunks)} chunks", flush=True)
 
     loop_start = time.perf_counter() - host["wall_s"]
