@@ -70,9 +70,8 @@ t = ppo.make_train(cfg)
 keys = jax.random.split(jax.random.PRNGKey(0), %(seeds)d)
 devices = 1
 if %(sharded)r:  # the seed axis over the CPU devices rlx asks for (one per core), as its runner does
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    devices = max(k for k in range(1, jax.device_count() + 1) if len(keys) %% k == 0)
-    keys = jax.device_put(keys, NamedSharding(Mesh(np.asarray(jax.devices()[:devices]), ("s",)), P("s")))
+    from rlx.run import shard_runs
+    keys, devices = shard_runs(keys)
 t0, c0 = time.perf_counter(), time.process_time()
 f = jax.jit(jax.vmap(t.train)).lower(keys).compile()
 compile_s, compile_cpu = time.perf_counter() - t0, time.process_time() - c0

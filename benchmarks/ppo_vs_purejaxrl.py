@@ -42,10 +42,9 @@ cfg = ppo.Config(env="CartPole-v1", total_timesteps=500_000)
 if mode in ("direct", "sharded"):
     t = ppo.make_train(cfg)
     keys = jax.random.split(jax.random.PRNGKey(0), n)
+    devices = 1
     if mode == "sharded":  # the seed axis split over the CPU devices rlx asks for (one per core)
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-        d = max(k for k in range(1, jax.device_count() + 1) if n %% k == 0)
-        keys = jax.device_put(keys, NamedSharding(Mesh(np.asarray(jax.devices()[:d]), ("s",)), P("s")))
+        keys, devices = R.shard_runs(keys)
     t0 = time.perf_counter(); f = jax.jit(jax.vmap(t.train)).lower(keys).compile(); c = time.perf_counter() - t0
     t0 = time.perf_counter(); (state, m) = jax.block_until_ready(f(keys)); r = time.perf_counter() - t0
     m = jax.device_get(m)
@@ -58,7 +57,7 @@ else:
     out = dict(compile_s=s["compile_s"], run_s=s["wall_s"], final_return_last5pct=s["train_return_last5pct"],
                final_eval=s["final_return"])
 out["jax"] = jax.__version__
-out["devices"] = len(keys.sharding.device_set) if mode == "sharded" else (s["devices"] if mode == "runner" else 1)
+out["devices"] = s["devices"] if mode == "runner" else devices
 print(json.dumps(out))
 """
 

@@ -70,10 +70,9 @@ def run_rlx(env, steps, seeds, sharded=False) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     devices = 1
     if sharded:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from rlx.run import shard_runs
 
-        devices = max(k for k in range(1, jax.device_count() + 1) if seeds % k == 0)
-        keys = jax.device_put(keys, NamedSharding(Mesh(np.asarray(jax.devices()[:devices]), ("s",)), P("s")))
+        keys, devices = shard_runs(keys)
     t0, c0 = time.time(), time.process_time()
     compiled = jax.jit(jax.vmap(t.train)).lower(keys).compile()
     compile_s, compile_cpu = time.time() - t0, time.process_time() - c0

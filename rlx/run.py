@@ -187,6 +187,19 @@ def _validate(cfg) -> None:
 DONATE_MIN_BYTES = 256 * 2**20  # on CPU, donate chunk states larger than this
 
 
+def shard_runs(x):
+    """Place `x` (leading axis = runs, e.g. the PRNG keys of `jax.jit(jax.vmap(train))`) with that axis split
+    over as many local devices as divide it evenly, for your own vmapped programs: on a CPU, where rlx asks
+    for one device per core, the runs then train on every core. (`run` itself pads the runs instead.)
+    Returns (placed x, number of devices used)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    n = max(k for k in range(1, min(jax.local_device_count(), x.shape[0]) + 1) if x.shape[0] % k == 0)
+    if n == 1:
+        return x, 1
+    return jax.device_put(x, NamedSharding(Mesh(np.asarray(jax.local_devices()[:n]), ("runs",)), P("runs"))), n
+
+
 def _donate(state, devices) -> tuple:
     """Donating the state to each chunk saves a copy of it (replay buffers can be GBs), but made PPO's
     1-seed CartPole chunks ~30% slower on XLA:CPU (benchmarks/results/ppo_cartpole.md): donate off CPU,

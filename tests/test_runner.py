@@ -99,7 +99,9 @@ def test_sharded_equals_single_device(tmp_path):
         " sweep={'lr': [0.1, 0.3]}, progress=False);"
         "one = R.run(toy_algo.Config, toy_algo.make_train, toy_algo.Config(), name='toy', progress=False);"
         "print(json.dumps({'n': jax.local_device_count(), 'w': np.asarray(res.state.w).tolist(),"
-        " 'ret': [r['episode_return'] for r in res.metrics], 'used': [res.summary['devices'], one.summary['devices']]}))"
+        " 'ret': [r['episode_return'] for r in res.metrics], 'used': [res.summary['devices'], one.summary['devices']],"
+        " 'split': [[R.shard_runs(np.zeros((n, 2)))[1], len(R.shard_runs(np.zeros((n, 2)))[0].sharding.device_set)]"
+        "           if n > 1 else R.shard_runs(np.zeros((n, 2)))[1] for n in (6, 8, 1)]}))"
         % os.path.join(ROOT, "tests"))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -107,6 +109,7 @@ def test_sharded_equals_single_device(tmp_path):
     sharded = json.loads(p.stdout.strip().splitlines()[-1])
     assert sharded["n"] == 4
     assert sharded["used"] == [4, 1]  # 6 runs padded to 8 over 4 devices; 1 run on 1 device, not padded to 4
+    assert sharded["split"] == [[3, 3], [4, 4], 1]  # shard_runs: the most devices that divide the runs evenly
     single = toy_run(num_seeds=3, sweep={"lr": [0.1, 0.3]})
     np.testing.assert_allclose(sharded["w"], np.asarray(single.state.w), rtol=1e-6)
     np.testing.assert_allclose(sharded["ret"], [r["episode_return"] for r in single.metrics], rtol=1e-6)
