@@ -32,37 +32,34 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 REF_CHILD = r"""
-import json, sys, time
-sys.path[:0] = [%(stub)r, %(purejaxrl)r]
+import json, sys
+sys.path[:0] = [%(stub)r, %(purejaxrl)r, %(here)r]
 import jax, numpy as np
 import ppo_continuous_action as pca
+from timing import compile_and_run
 config = {"LR": 3e-4, "NUM_ENVS": 2048, "NUM_STEPS": 10, "TOTAL_TIMESTEPS": %(steps)d, "UPDATE_EPOCHS": 4,
           "NUM_MINIBATCHES": 32, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.0,
           "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": %(env)r, "ANNEAL_LR": False,
           "NORMALIZE_ENV": True, "DEBUG": False}
 keys = jax.random.split(jax.random.PRNGKey(0), %(seeds)d)
-t0, c0 = time.perf_counter(), time.process_time()
-f = jax.jit(jax.vmap(pca.make_train(config))).lower(keys).compile()
-compile_s, compile_cpu = time.perf_counter() - t0, time.process_time() - c0
-t0, c0 = time.perf_counter(), time.process_time()
-out = jax.block_until_ready(f(keys))
-run_s, run_cpu = time.perf_counter() - t0, time.process_time() - c0
+out, times = compile_and_run(jax.vmap(pca.make_train(config)), keys)
 info = jax.device_get(out["metrics"])  # [seeds, updates, steps, envs]
 n_upd = info["returned_episode"].shape[1]
 w0 = int(np.floor((1 - %(window)r) * n_upd))
 done = np.asarray(info["returned_episode"])[:, w0:]
 ret = np.asarray(info["returned_episode_returns"])[:, w0:]
 final = [(ret[i][done[i]].mean() if done[i].any() else float("nan")) for i in range(done.shape[0])]
-print("RESULT " + json.dumps(dict(compile_s=compile_s, run_s=run_s, compile_cpu_s=compile_cpu, run_cpu_s=run_cpu,
-                                  updates=n_upd, final_return=[float(x) for x in final],
+print("RESULT " + json.dumps(dict(**times, updates=n_upd, final_return=[float(x) for x in final],
                                   episodes_in_window=done.reshape(done.shape[0], -1).sum(1).tolist(),
                                   jax=jax.__version__)))
 """
 
 RLX_CHILD = r"""
-import json, sys, time
+import json, sys
+sys.path.insert(0, %(here)r)
 import jax, numpy as np
 from rlx.algorithms import ppo
+from timing import compile_and_run
 env = "brax/" + %(env)r
 cfg = ppo.Config(**{**ppo.preset(env), "env": env, "env_backend": "positional", "total_timesteps": %(steps)d})
 cfg.validate()
@@ -72,18 +69,12 @@ devices = 1
 if %(sharded)r:  # the seed axis over the CPU devices rlx asks for (one per core), as its runner does
     from rlx.run import shard_runs
     keys, devices = shard_runs(keys)
-t0, c0 = time.perf_counter(), time.process_time()
-f = jax.jit(jax.vmap(t.train)).lower(keys).compile()
-compile_s, compile_cpu = time.perf_counter() - t0, time.process_time() - c0
-t0, c0 = time.perf_counter(), time.process_time()
-state, m = jax.block_until_ready(f(keys))
-run_s, run_cpu = time.perf_counter() - t0, time.process_time() - c0
+(state, m), times = compile_and_run(jax.vmap(t.train), keys)
 m = jax.device_get(m)
 w0 = int(np.floor((1 - %(window)r) * t.num_updates))
 s, c = m["episode_return_sum"][:, w0:].sum(1), m["episode_count"][:, w0:].sum(1)
 final = np.where(c > 0, s / np.maximum(c, 1), np.nan)
-print("RESULT " + json.dumps(dict(compile_s=compile_s, run_s=run_s, compile_cpu_s=compile_cpu, run_cpu_s=run_cpu,
-                                  updates=int(t.num_updates), final_return=[float(x) for x in final],
+print("RESULT " + json.dumps(dict(**times, updates=int(t.num_updates), final_return=[float(x) for x in final],
                                   episodes_in_window=c.astype(int).tolist(), jax=jax.__version__, devices=devices)))
 """
 
@@ -114,7 +105,7 @@ def main():
     stub = tempfile.mkdtemp(prefix="rlx-stub-")
     with open(os.path.join(stub, "navix.py"), "w") as f:
         f.write('"""Empty stand-in: PureJaxRL\'s wrappers.py imports navix (MiniGrid), unused for brax."""\n')
-    fill = dict(stub=stub, purejaxrl=purejaxrl, env=a.env, steps=int(a.steps), seeds=a.seeds, window=a.window)
+    fill = dict(here=os.path.dirname(os.path.abspath(__file__)), stub=stub, purejaxrl=purejaxrl, env=a.env, steps=int(a.steps), seeds=a.seeds, window=a.window)
     records = []
     sides = [("PureJaxRL ppo_continuous_action.py", REF_CHILD, False), ("rlx ppo.py", RLX_CHILD, False)]
     if a.sharded and a.seeds > 1:

@@ -32,10 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 RLX_CHILD = r"""
-import json, sys, time
+import json, sys
 import jax, numpy as np
-sys.path.insert(0, %(algos)r)
+sys.path[:0] = [%(algos)r, %(here)r]
 import ppo
+from timing import compile_and_run
 from rlx import run as R
 n, mode = int(sys.argv[1]), sys.argv[2]
 cfg = ppo.Config(env="CartPole-v1", total_timesteps=500_000)
@@ -45,12 +46,11 @@ if mode in ("direct", "sharded"):
     devices = 1
     if mode == "sharded":  # the seed axis split over the CPU devices rlx asks for (one per core)
         keys, devices = R.shard_runs(keys)
-    t0 = time.perf_counter(); f = jax.jit(jax.vmap(t.train)).lower(keys).compile(); c = time.perf_counter() - t0
-    t0 = time.perf_counter(); (state, m) = jax.block_until_ready(f(keys)); r = time.perf_counter() - t0
+    (state, m), times = compile_and_run(jax.vmap(t.train), keys)
     m = jax.device_get(m)
     w0 = int(np.floor(0.95 * t.num_updates))
     ret = (m["episode_return_sum"][:, w0:].sum(1) / np.maximum(m["episode_count"][:, w0:].sum(1), 1)).tolist()
-    out = dict(compile_s=c, run_s=r, final_return_last5pct=ret)
+    out = dict(times, final_return_last5pct=ret)
 else:
     res = R.run(ppo.Config, ppo.make_train, cfg, name="ppo", num_seeds=n, progress=False)
     s = res.summary
@@ -102,7 +102,7 @@ def main():
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    child = RLX_CHILD % {"algos": os.path.join(ROOT, "algorithms")}
+    child = RLX_CHILD % {"algos": os.path.join(ROOT, "algorithms"), "here": HERE}
     results = []
     load_before = load()
     t_start = time.time()

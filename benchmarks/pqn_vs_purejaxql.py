@@ -63,6 +63,7 @@ def run_rlx(env, steps, seeds, sharded=False) -> dict:
     import jax
 
     from rlx.algorithms import pqn
+    from timing import compile_and_run  # benchmarks/timing.py (this script's folder is on sys.path)
 
     cfg = pqn.Config(**{**pqn.preset(env), "env": env, "total_timesteps": steps, "bootstrap_truncation": False})
     cfg.validate()
@@ -73,12 +74,7 @@ def run_rlx(env, steps, seeds, sharded=False) -> dict:
         from rlx.run import shard_runs
 
         keys, devices = shard_runs(keys)
-    t0, c0 = time.time(), time.process_time()
-    compiled = jax.jit(jax.vmap(t.train)).lower(keys).compile()
-    compile_s, compile_cpu = time.time() - t0, time.process_time() - c0
-    t0, c0 = time.time(), time.process_time()
-    state, m = jax.block_until_ready(compiled(keys))
-    run_s, run_cpu = time.time() - t0, time.process_time() - c0
+    (state, m), times = compile_and_run(jax.vmap(t.train), keys)
     ev = jax.jit(jax.vmap(t.evaluate))
     ekeys = jax.random.split(jax.random.PRNGKey(1), seeds)
     ev = ev.lower(state, ekeys).compile()
@@ -88,8 +84,7 @@ def run_rlx(env, steps, seeds, sharded=False) -> dict:
     tail = max(1, int(0.05 * t.num_updates))
     ret_sum = np.asarray(m["episode_return_sum"])[:, -tail:].sum(1)
     count = np.asarray(m["episode_count"])[:, -tail:].sum(1)
-    return {"compile_s": round(compile_s, 2), "run_s": round(run_s, 2), "compile_cpu_s": round(compile_cpu, 2),
-            "run_cpu_s": round(run_cpu, 2), "eval_s": round(eval_s, 2), "greedy": greedy.tolist(),
+    return {**{k: round(v, 2) for k, v in times.items()}, "eval_s": round(eval_s, 2), "greedy": greedy.tolist(),
             "train": (ret_sum / np.maximum(count, 1)).tolist(), "jax": jax.__version__, "devices": devices,
             "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 

@@ -192,12 +192,17 @@ def shard_runs(x):
     over as many local devices as divide it evenly, for your own vmapped programs: on a CPU, where rlx asks
     for one device per core, the runs then train on every core. (`run` itself pads the runs instead.)
     Returns (placed x, number of devices used)."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
     n = max(k for k in range(1, min(jax.local_device_count(), x.shape[0]) + 1) if x.shape[0] % k == 0)
     if n == 1:
         return x, 1
-    return jax.device_put(x, NamedSharding(Mesh(np.asarray(jax.local_devices()[:n]), ("runs",)), P("runs"))), n
+    return jax.device_put(x, _runs_sharding(jax.local_devices()[:n])), n
+
+
+def _runs_sharding(devices):
+    """The leading (runs) axis split over `devices`."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    return NamedSharding(Mesh(np.asarray(devices), ("runs",)), P("runs"))
 
 
 def _donate(state, devices) -> tuple:
@@ -390,9 +395,9 @@ def run(
         return train_of(hpv).evaluate(state, key)
 
     if n_dev > 1:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jax.sharding import NamedSharding, PartitionSpec as P
 
-        shard = NamedSharding(Mesh(np.asarray(devices), ("runs",)), P("runs"))
+        shard = _runs_sharding(devices)
         keys = jax.device_put(keys, shard)
         hp = jax.device_put(hp, shard)
         jit_kw = dict(in_shardings=shard, out_shardings=shard)

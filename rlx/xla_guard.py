@@ -1,8 +1,8 @@
 """XLA settings that rlx applies before JAX starts its backends.
 
 1. One CPU device per core. XLA:CPU runs a program on one device, and a vmapped multi-seed program
-   leaves cores idle (PureJaxRL's PPO at 16 seeds used 1.5 of 2 cores). `--xla_force_host_platform_device_count=<usable cores>` gives JAX one
-   CPU device per core, and the runner (`rlx.run`) shards the seed/sweep axis over them, so seeds
+   leaves cores idle (PureJaxRL's PPO at 16 seeds used 1.5 of 2 cores).
+   `--xla_force_host_platform_device_count=<usable cores>` gives JAX one CPU device per core, and the runner (`rlx.run`) shards the seed/sweep axis over them, so seeds
    train in parallel on every core. Measured on a 2-core CPU (jax 0.9.2), 16 seeds vmapped:
    PPO CartPole 1e5 steps 16.5-18.2 s on one device vs 8.4-8.8 s on two; PQN CartPole 5e4 steps
    30.7-36.6 s vs 23.0-24.9 s. Single-seed programs run on one device as before (no change measured).
@@ -55,23 +55,22 @@ def apply():
     """Add the flags above to XLA_FLAGS where they apply; returns (scheduler flag in effect, number
     of CPU devices rlx asked for or 0)."""
     flags = os.environ.get("XLA_FLAGS", "")
-    add = []
-    scheduler = FLAG in flags
-    if FLAG.split("=")[0] not in flags and os.environ.get("RLX_KEEP_XLA_FLAGS") != "1" and needed():
-        add.append(FLAG)
+    if os.environ.get("RLX_KEEP_XLA_FLAGS") == "1":
+        return FLAG in flags, 0
+    scheduler = FLAG.split("=")[0] not in flags and needed()
     cores = usable_cores()
-    if DEVICES not in flags and os.environ.get("RLX_KEEP_XLA_FLAGS") != "1" and cores > 1:
-        add.append(f"{DEVICES}={cores}")
+    devices = DEVICES not in flags and cores > 1
+    add = [FLAG] * scheduler + [f"{DEVICES}={cores}"] * devices
     if not add:
-        return scheduler, 0
+        return FLAG in flags, 0
     if _started():
         warnings.warn(f"JAX started its backends before rlx was imported, so {' '.join(add)} is not in effect "
                       f"(see rlx/xla_guard.py: one CPU device per core lets multi-seed runs use every core; the "
                       f"scheduler flag avoids an XLA:CPU deadlock on jaxlib >= 0.10): import rlx first, or put "
                       f"the flags in XLA_FLAGS", RuntimeWarning, stacklevel=3)
-        return scheduler, 0
+        return FLAG in flags, 0
     os.environ["XLA_FLAGS"] = " ".join([flags] + add).strip()
-    return scheduler or FLAG in add, cores if any(a.startswith(DEVICES) for a in add) else 0
+    return FLAG in flags or scheduler, cores if devices else 0
 
 
 IN_EFFECT, HOST_DEVICES = apply()
