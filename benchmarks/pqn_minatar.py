@@ -97,8 +97,11 @@ def table(rows, a):
             lines.append(f"| {r['game']} | {r['seeds']} | {r['steps']:,} | **{fmt(r['mean'])}** ({per_seed}) | "
                          f"[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}] | {train5} | {r['wall_s']:.0f} | {r['sps']:,.0f} | {curve} |")
         else:
-            state = f"unfinished: {r['steps']:,} of {int(a.steps):,}" if r["steps"] else "not run"
-            lines.append(f"| {r['game']} | {a.seeds} | {state} | - | - | {fmt(r['train'])} (latest log point) | - | - | {curve} |")
+            if r["steps"]:
+                state, train = f"unfinished: {r['steps']:,} of {int(a.steps):,}", f"{fmt(r['train'])} (latest log point)"
+            else:
+                state, train = "not run", "-"
+            lines.append(f"| {r['game']} | {a.seeds} | {state} | - | - | {train} | - | - | {curve} |")
     return "\n".join(lines)
 
 
