@@ -76,8 +76,7 @@ def read_game(game, a):
             s = json.load(f)
         row.update(done=True, steps=s["env_steps"], seeds=s["num_seeds"], final=s["final_return"],
                    mean=s["final_return_mean"], ci=s["final_return_ci95"], train5=s["train_return_last5pct"],
-                   wall_s=s["wall_s"], compile_s=s["compile_s"], sps=s["env_steps_per_s"],
-                   device=s["device"], versions=s["versions"], resumed=s["resumed"])
+                   wall_s=s["wall_s"], sps=s["env_steps_per_s"], device=s["device"], versions=s["versions"])
     return row
 
 
