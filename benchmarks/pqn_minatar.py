@@ -147,8 +147,7 @@ def main():
     print(text)
     if a.out:
         done = [r for r in rows if r["done"]]
-        head = (f"Command: `python benchmarks/pqn_minatar.py --runs {a.runs} --parallel {a.parallel} "
-                f"--steps {a.steps:g} --seeds {a.seeds}`\n\n")
+        head = f"Command: `python benchmarks/pqn_minatar.py {' '.join(sys.argv[1:])}`\n\n"
         if done:
             head += f"Device: {done[0]['device']}; versions: {json.dumps(done[0]['versions'])}\n\n"
         with open(a.out + ".tmp", "w") as f:

@@ -2,11 +2,12 @@
 
 1. One CPU device per core. XLA:CPU runs a program on one device, and a vmapped multi-seed program
    leaves cores idle (PureJaxRL's PPO at 16 seeds used 1.5 of 2 cores).
-   `--xla_force_host_platform_device_count=<usable cores>` gives JAX one CPU device per core, and the runner (`rlx.run`) shards the seed/sweep axis over them, so seeds
-   train in parallel on every core. Measured on a 2-core CPU (jax 0.9.2), 16 seeds vmapped:
-   PPO CartPole 1e5 steps 16.5-18.2 s on one device vs 8.4-8.8 s on two; PQN CartPole 5e4 steps
-   30.7-36.6 s vs 23.0-24.9 s. Single-seed programs run on one device as before (no change measured).
-   GPU/TPU runs are unaffected: their devices are the default ones.
+   `--xla_force_host_platform_device_count=<usable cores>` gives JAX one CPU device per core, and the
+   runner (`rlx.run`) shards the seed/sweep axis over them, so seeds train in parallel on every core.
+   Measured on a 2-core CPU (jax 0.9.2), 16 seeds vmapped: PPO CartPole 1e5 steps 16.5-18.2 s on one
+   device vs 8.4-8.8 s on two; PQN CartPole 5e4 steps 30.7-36.6 s vs 23.0-24.9 s. Single-seed
+   programs run on one device as before (no change measured). GPU/TPU runs are unaffected: their
+   devices are the default ones.
 2. XLA's CPU runtime in jaxlib 0.10.2 deadlocked vmapped multi-seed training programs on a 2-core
    CPU: every thread parked on a futex, no CPU used, `block_until_ready` never returning. Seen with
    rlx's own PPO (16 seeds, 2 of 6 runs) and, in every run, with PureJaxRL's PPO (4 seeds); with
