@@ -366,12 +366,12 @@ def make_train(config: Config) -> Train:
         metrics.update({k: jnp.sum(v) / n_learn for k, v in aux.items()})
         return ts, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
 
-    def evaluate(ts: TrainState, key):
+    def evaluate(ts: TrainState, key, num_episodes=16):
         def act(obs, _):
             mu, _ = policy_params(actor.apply, ts.learner.params_pi, obs)
             return to_env(jnp.tanh(mu))
 
-        return evaluate_episodes(env, act, key, 16, env.max_episode_steps)
+        return evaluate_episodes(env, act, key, num_episodes, env.max_episode_steps)
 
     return Train(init, update, config.num_updates, config.env_steps_per_update, evaluate)
 

@@ -381,11 +381,11 @@ def make_train(config: Config) -> Train:
                          chunk=(ts.chunk + 1) % config.buffer_chunks, key=key)
         return ts, metrics
 
-    def evaluate(ts: TrainState, key):
+    def evaluate(ts: TrainState, key, num_episodes=16):
         def act(obs, _):
             return actor.apply(ts.params["actor"], scale(obs)).mode()
 
-        return evaluate_episodes(env, act, key, num_episodes=16)
+        return evaluate_episodes(env, act, key, num_episodes)
 
     return Train(init=init, update=update, num_updates=num_updates, env_steps_per_update=steps_per_update,
                  evaluate=evaluate)

@@ -265,12 +265,12 @@ def make_train(config: Config) -> Train:
         metrics.update({k: v.sum() for k, v in ep.items()})
         return ts._replace(params=params, opt_state=opt_state, key=key), metrics
 
-    def evaluate(ts: TrainState, key):
+    def evaluate(ts: TrainState, key, num_episodes=16):
         def act(obs, _):
             pi, _ = net.apply(ts.params, norm_obs(ts.obs_stats, obs))
             return pi.mode()
 
-        return evaluate_episodes(env, act, key, num_episodes=16)
+        return evaluate_episodes(env, act, key, num_episodes)
 
     return Train(init=init, update=update, num_updates=num_updates,
                  env_steps_per_update=config.num_envs * config.num_steps, evaluate=evaluate)

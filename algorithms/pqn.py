@@ -28,8 +28,9 @@ Differences from purejaxql, on purpose:
   comparison of numbers);
 - no dummy BatchNorm layer (purejaxql creates one only so that `batch_stats` always exists;
   `NORM_INPUT` and `NORM_TYPE=batch_norm` are not ported: LayerNorm is the stable default);
-- greedy evaluation (EVAL_EPISODES = 128 envs, first episode each) runs through the runner (`--eval-every`)
-  instead of an in-jit lax.cond; metrics are per-update scalars.
+- greedy evaluation (by default 128 envs as purejaxql's TEST_NUM_ENVS, first episode each;
+  `--eval-episodes`) runs through the runner (`--eval-every`) instead of an in-jit lax.cond;
+  metrics are per-update scalars.
 
 Reproduce purejaxql's CartPole result (greedy return ~500 after 5e5 steps):
 
@@ -336,9 +337,9 @@ def build(config: Config) -> SimpleNamespace:
         ts = ts._replace(params=params, opt_state=opt_state, key=key, n_updates=ts.n_updates + 1)
         return ts, metrics
 
-    def evaluate(ts: TrainState, key):
+    def evaluate(ts: TrainState, key, num_episodes=EVAL_EPISODES):
         return evaluate_episodes(env, lambda obs, _: jnp.argmax(q_fn(ts.params, obs), axis=-1), key,
-                                 num_episodes=EVAL_EPISODES, max_steps=env.max_episode_steps)
+                                 num_episodes, max_steps=env.max_episode_steps)
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if k != "config"})
 
@@ -346,7 +347,7 @@ def build(config: Config) -> SimpleNamespace:
 def make_train(config: Config) -> Train:
     p = build(config)
     return Train(init=p.init, update=p.update, num_updates=p.num_updates, env_steps_per_update=p.batch,
-                 evaluate=p.evaluate)
+                 evaluate=p.evaluate, eval_episodes=EVAL_EPISODES)
 
 
 if __name__ == "__main__":

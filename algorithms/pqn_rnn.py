@@ -308,9 +308,9 @@ def build(config: Config) -> SimpleNamespace:
         metrics.update(episode_metrics(stats, traj.terminated | traj.truncated))
         return TrainState(params, opt_state, actor, memory, key, ts.n_updates + 1), metrics
 
-    def evaluate(ts: TrainState, key):
-        """Mean first-episode return of EVAL_EPISODES greedy envs (GRU state carried)."""
-        n, steps = EVAL_EPISODES, int(env.max_episode_steps or 1000)
+    def evaluate(ts: TrainState, key, num_episodes=EVAL_EPISODES):
+        """Mean first-episode return of `num_episodes` greedy envs (GRU state carried)."""
+        n, steps = num_episodes, int(env.max_episode_steps or 1000)
         k_reset, k_run = jax.random.split(key)
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, n))
         actor = Actor(jnp.zeros((n, H)), obs, jnp.ones((n,), bool), jnp.zeros((n,), jnp.int32), env_state)
@@ -334,7 +334,7 @@ def build(config: Config) -> SimpleNamespace:
 def make_train(config: Config) -> Train:
     p = build(config)
     return Train(init=p.init, update=p.update, num_updates=p.num_updates, env_steps_per_update=p.batch,
-                 evaluate=p.evaluate)
+                 evaluate=p.evaluate, eval_episodes=EVAL_EPISODES)
 
 
 if __name__ == "__main__":

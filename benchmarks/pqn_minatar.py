@@ -111,7 +111,7 @@ def main():
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=float, default=1e6)
-    p.add_argument("--eval-episodes", type=int, default=32)
+    p.add_argument("--eval-episodes", type=int, default=128)
     p.add_argument("--runs", default="runs/pqn_minatar", help="one run directory per game below this")
     p.add_argument("--parallel", type=int, default=1, help="games trained at a time, one core each")
     p.add_argument("--collect", action="store_true", help="only write the table from the run directories")

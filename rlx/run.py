@@ -317,7 +317,7 @@ def run(
     log: Sequence[str] = ("csv",),
     log_every: Optional[int] = None,
     eval_every: int = 0,
-    eval_episodes: int = 16,
+    eval_episodes: Optional[int] = None,
     checkpoint_every: Optional[int] = None,
     resume: bool = False,
     progress: bool = True,
@@ -326,7 +326,7 @@ def run(
     """Train `num_seeds` seeds x every combination of `sweep` values in one compiled program.
 
     log_every / eval_every / checkpoint_every are in env steps per seed (eval_every=0: evaluate
-    once at the end; eval_episodes=0: never; checkpoint_every=None: every 60 s and at the end).
+    once at the end; eval_episodes: episodes per evaluation, None: the algorithm's default, 0: never; checkpoint_every=None: every 60 s and at the end).
     With `out=None` nothing is written to disk.
     """
     config = config if config is not None else cfg_cls()
@@ -364,6 +364,9 @@ def run(
     U, spu = int(base.num_updates), int(base.env_steps_per_update)
     check(U >= 1, f"total_timesteps={getattr(config, 'total_timesteps', '?')} gives no update; raise --total-timesteps")
     total_steps = U * spu
+    if eval_episodes is None:
+        eval_episodes = int(base.eval_episodes)
+    check(eval_episodes >= 0, f"--eval-episodes must be >= 0 (got {eval_episodes}; 0 turns evaluation off)")
     has_eval = base.evaluate is not None and eval_episodes > 0
     if log_every is None:
         log_every = max(spu, total_steps // 50)
@@ -392,7 +395,7 @@ def run(
         return state, ms, finite
 
     def eval_one(state, hpv, key):
-        return train_of(hpv).evaluate(state, key)
+        return train_of(hpv).evaluate(state, key, eval_episodes)
 
     if n_dev > 1:
         from jax.sharding import NamedSharding, PartitionSpec as P
@@ -743,7 +746,7 @@ def build_parser(cfg_cls, name: str) -> argparse.ArgumentParser:
     g.add_argument("--log", help="comma-separated loggers: csv (always), tensorboard, wandb")
     g.add_argument("--log-every", type=int, help="env steps per seed between log points (default total/50)")
     g.add_argument("--eval-every", type=int, help="env steps between evaluations (default 0: at the end only)")
-    g.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 16; 0 disables)")
+    g.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default: the algorithm's, e.g. 16 for PPO, 128 for PQN; 0 disables)")
     g.add_argument("--checkpoint-every", type=int, help="env steps between checkpoints (default: every 60 s and at the end)")
     g.add_argument("--resume", metavar="DIR", help="continue the run in DIR (settings are read from DIR/config.json)")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="print a progress line per chunk (default on)")
@@ -800,7 +803,7 @@ def _main(cfg_cls, make_train, name, preset, memory_check, args: dict) -> Result
         out = runner_args.get("out") or os.path.join("runs", name, cfg.env.replace("/", "_"), time.strftime("%Y%m%d-%H%M%S"))
         kw = dict(num_seeds=runner_args.get("num_seeds", 1), seed=runner_args.get("seed", 0),
                   log_every=runner_args.get("log_every"), eval_every=runner_args.get("eval_every", 0),
-                  eval_episodes=runner_args.get("eval_episodes", 16), out=out, resume=False)
+                  eval_episodes=runner_args.get("eval_episodes"), out=out, resume=False)
     logs = tuple(x.strip() for x in runner_args.get("log", "csv").split(",") if x.strip())
     return run(cfg_cls, make_train, cfg, name=name, sweep=sweep, log=logs,
                checkpoint_every=runner_args.get("checkpoint_every"), progress=runner_args.get("progress", True),

@@ -7,8 +7,9 @@
   learner update, or one gradient step). `metrics` is a flat dict of float32 scalars and
   must contain `episode_return_sum` and `episode_count` (returns and number of the episodes
   that finished during this update; both 0 when none did) and `episode_length_sum`;
-- `evaluate(state, key) -> scalar` (optional): mean return of the current greedy or
-  deterministic policy;
+- `evaluate(state, key, num_episodes) -> scalar` (optional): mean first-episode return of
+  `num_episodes` envs run with the current greedy or deterministic policy (`num_episodes` is a
+  Python int: the runner's `--eval-episodes`, else the algorithm's `eval_episodes`);
 - `num_updates` and `env_steps_per_update` (per seed; for offline methods the gradient steps).
 
 `train.train(key)` runs init + `lax.scan(update)` and is what `jax.jit(jax.vmap(train.train))`
@@ -29,7 +30,8 @@ class Train:
     update: Callable[[Any], Any]
     num_updates: int
     env_steps_per_update: int
-    evaluate: Optional[Callable[[Any, jax.Array], jax.Array]] = None
+    evaluate: Optional[Callable[[Any, jax.Array, int], jax.Array]] = None
+    eval_episodes: int = 16  # the algorithm's default number of evaluation episodes
 
     def train(self, key):
         state = self.init(key)

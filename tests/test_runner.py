@@ -173,6 +173,7 @@ def test_resume_with_different_config_is_refused(tmp_path):
     (["--sweep", "num_envs=2,4"], "cannot be swept"),
     (["--num-envs", "two"], "cannot read 'two' as int"),
     (["--log", "mlflow"], "unknown logger"),
+    (["--eval-episodes", "-1"], "--eval-episodes must be >= 0"),
 ])
 def test_bad_input_stops_before_compiling(args, msg, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
@@ -196,6 +197,25 @@ def test_nan_stops_run_names_seed_and_update_and_keeps_checkpoint(tmp_path):
     with np.load(os.path.join(out, "checkpoint.npz")) as z:
         assert json.loads(str(z["host"]))["chunk"] == 2  # updates 1-4 are good; chunk 3 (updates 5-6) is not
     assert not os.path.exists(os.path.join(out, "summary.json"))
+
+
+def test_eval_episodes_reach_evaluate(tmp_path):
+    """--eval-episodes K is the episode count evaluate() gets; without it, the algorithm's own default."""
+    import dataclasses
+
+    def make_train(cfg):  # the toy, but its evaluation returns the number of episodes it was asked for
+        return dataclasses.replace(toy_algo.make_train(cfg), evaluate=lambda s, key, n: 0.0 * s.w + n,
+                                   eval_episodes=7)
+
+    small = toy_algo.Config(total_timesteps=256)
+    for asked, got in ((None, 7), (3, 3)):
+        out = str(tmp_path / f"e{asked}")
+        R.run(toy_algo.Config, make_train, small, name="toy", num_seeds=2, out=out, eval_episodes=asked,
+              progress=False)
+        assert json.load(open(os.path.join(out, "summary.json")))["final_return"] == [got, got]
+        assert json.load(open(os.path.join(out, "config.json")))["eval_episodes"] == got
+    s = R.run(toy_algo.Config, make_train, small, name="toy", eval_episodes=0, progress=False).summary
+    assert s["final_return_source"] != "final evaluation"
 
 
 def test_cli_kebab_flags_reach_config(tmp_path):
