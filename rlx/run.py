@@ -326,7 +326,8 @@ def run(
     """Train `num_seeds` seeds x every combination of `sweep` values in one compiled program.
 
     log_every / eval_every / checkpoint_every are in env steps per seed (eval_every=0: evaluate
-    once at the end; eval_episodes: episodes per evaluation, None: the algorithm's default, 0: never; checkpoint_every=None: every 60 s and at the end).
+    once at the end; checkpoint_every=None: every 60 s and at the end). eval_episodes: episodes
+    per evaluation (None: the algorithm's `Train.eval_episodes`; 0: no evaluation).
     With `out=None` nothing is written to disk.
     """
     config = config if config is not None else cfg_cls()
