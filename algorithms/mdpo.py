@@ -296,7 +296,7 @@ def make_train(config: Config) -> Train:
         metrics.update({"policy_loss": pi_loss, "value_loss": jnp.mean(v_losses), "t_k": t_k, **aux})
         return ts, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
 
-    def evaluate(ts: TrainState, key, num_episodes=16):
+    def evaluate(ts: TrainState, key, num_episodes):
         def act(obs, _):
             return actor.apply(ts.params_pi, norm_obs(ts.obs_stats, obs)).mode()
 

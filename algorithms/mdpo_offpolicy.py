@@ -366,7 +366,7 @@ def make_train(config: Config) -> Train:
         metrics.update({k: jnp.sum(v) / n_learn for k, v in aux.items()})
         return ts, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
 
-    def evaluate(ts: TrainState, key, num_episodes=16):
+    def evaluate(ts: TrainState, key, num_episodes):
         def act(obs, _):
             mu, _ = policy_params(actor.apply, ts.learner.params_pi, obs)
             return to_env(jnp.tanh(mu))

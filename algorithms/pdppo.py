@@ -381,7 +381,7 @@ def make_train(config: Config) -> Train:
                          chunk=(ts.chunk + 1) % config.buffer_chunks, key=key)
         return ts, metrics
 
-    def evaluate(ts: TrainState, key, num_episodes=16):
+    def evaluate(ts: TrainState, key, num_episodes):
         def act(obs, _):
             return actor.apply(ts.params["actor"], scale(obs)).mode()
 

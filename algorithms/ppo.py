@@ -265,7 +265,7 @@ def make_train(config: Config) -> Train:
         metrics.update({k: v.sum() for k, v in ep.items()})
         return ts._replace(params=params, opt_state=opt_state, key=key), metrics
 
-    def evaluate(ts: TrainState, key, num_episodes=16):
+    def evaluate(ts: TrainState, key, num_episodes):
         def act(obs, _):
             pi, _ = net.apply(ts.params, norm_obs(ts.obs_stats, obs))
             return pi.mode()

@@ -337,7 +337,7 @@ def build(config: Config) -> SimpleNamespace:
         ts = ts._replace(params=params, opt_state=opt_state, key=key, n_updates=ts.n_updates + 1)
         return ts, metrics
 
-    def evaluate(ts: TrainState, key, num_episodes=EVAL_EPISODES):
+    def evaluate(ts: TrainState, key, num_episodes):
         return evaluate_episodes(env, lambda obs, _: jnp.argmax(q_fn(ts.params, obs), axis=-1), key,
                                  num_episodes, max_steps=env.max_episode_steps)
 

@@ -311,7 +311,7 @@ def build(config: Config) -> SimpleNamespace:
         metrics.update(episode_metrics(stats, traj.terminated | traj.truncated))
         return TrainState(params, opt_state, actor, memory, key, ts.n_updates + 1), metrics
 
-    def evaluate(ts: TrainState, key, num_episodes=EVAL_EPISODES):
+    def evaluate(ts: TrainState, key, num_episodes):
         """Mean first-episode return of `num_episodes` greedy envs (GRU state carried)."""
         n, steps = num_episodes, int(env.max_episode_steps or 1000)
         k_reset, k_run = jax.random.split(key)

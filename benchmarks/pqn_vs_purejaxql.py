@@ -75,7 +75,7 @@ def run_rlx(env, steps, seeds, sharded=False) -> dict:
 
         keys, devices = shard_runs(keys)
     (state, m), times = compile_and_run(jax.vmap(t.train), keys)
-    ev = jax.jit(jax.vmap(t.evaluate))
+    ev = jax.jit(jax.vmap(lambda s, k: t.evaluate(s, k, t.eval_episodes)))
     ekeys = jax.random.split(jax.random.PRNGKey(1), seeds)
     ev = ev.lower(state, ekeys).compile()
     t0 = time.time()

@@ -211,7 +211,7 @@ def test_smoke_both_envs(env):
     assert tr.num_updates == 3 and tr.env_steps_per_update == 20
     for k in ("episode_return_sum", "episode_count", "episode_length_sum", "actor_loss", "critic_loss", "critic_x_loss", "entropy"):
         assert m[k].shape == (2, 3) and np.isfinite(np.asarray(m[k])).all(), k
-    assert np.isfinite(float(tr.evaluate(jax.tree.map(lambda x: x[0], state), jax.random.PRNGKey(1))))
+    assert np.isfinite(float(tr.evaluate(jax.tree.map(lambda x: x[0], state), jax.random.PRNGKey(1), tr.eval_episodes)))
 
 
 def test_config_errors():

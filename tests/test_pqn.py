@@ -270,7 +270,7 @@ def test_smoke_cartpole_two_seeds_differ():
     leaves = jax.tree.leaves(state.params)
     assert all(not np.allclose(x[0], x[1]) for x in leaves if x[0].size > 1)
     assert not np.allclose(m["episode_return_sum"][0], m["episode_return_sum"][1])
-    ev = jax.jit(jax.vmap(t.evaluate))(state, jax.random.split(jax.random.PRNGKey(1), 2))
+    ev = jax.jit(jax.vmap(lambda s, k: t.evaluate(s, k, t.eval_episodes)))(state, jax.random.split(jax.random.PRNGKey(1), 2))
     assert ev.shape == (2,) and np.all(np.isfinite(ev)) and np.all(ev >= 1)
 
 
