@@ -253,7 +253,7 @@ def make_train(config: Config) -> Train:
             scaler, reward = normalize.reward_scaler_update(scaler, reward, done, config.gamma)
             reward = jnp.clip(reward, -config.reward_clip, config.reward_clip)
         tr = Transition(obs_n, action, reward, term, trunc, next_n)
-        return (params_pi, stats, scaler, env_state, obs), (tr, episode_metrics(info, done))
+        return (params_pi, stats, scaler, env_state, obs), (tr, episode_metrics(info, done, keep_env_axes=True))
 
     def update(ts: TrainState):
         key, k_roll, k_vf = jax.random.split(ts.key, 3)

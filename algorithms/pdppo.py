@@ -320,7 +320,7 @@ def make_train(config: Config) -> Train:
         r_x = info["post_decision_reward"].astype(jnp.float32)
         tr = dict(obs=ts.obs, post_obs=info["post_decision_obs"], action=action.astype(jnp.int32), log_prob=log_prob,
                   r_pre=reward - r_x, r_x=r_x, terminated=term, truncated=trunc, final_obs=info["final_observation"])
-        ep = episode_metrics(info, term | trunc)
+        ep = episode_metrics(info, term | trunc, keep_env_axes=True)
         return ts._replace(env_state=env_state, obs=obs, key=key), (tr, ep)
 
     def loss_fn(params, mb, mask):

@@ -214,7 +214,7 @@ def make_train(config: Config) -> Train:
             rew_scaler, reward = nz.reward_scaler_update(rew_scaler, reward, term | trunc, config.gamma)
         final_obs = norm_obs(obs_stats, info["final_observation"])
         tr = Transition(obs_in, action, log_prob, value, reward, term, trunc, final_obs)
-        ep = episode_metrics(info, term | trunc)
+        ep = episode_metrics(info, term | trunc, keep_env_axes=True)
         return ts._replace(env_state=env_state, obs=obs, obs_stats=obs_stats, rew_scaler=rew_scaler, key=key), (tr, ep)
 
     def loss_fn(params, mb, adv, target):

@@ -38,11 +38,18 @@ class Train:
         return jax.lax.scan(lambda s, _: self.update(s), state, None, self.num_updates)
 
 
-def episode_metrics(info, done) -> dict:
-    """Sum/count of finished episodes from the env info of a rollout (any shape)."""
+def episode_metrics(info, done, keep_env_axes: bool = False) -> dict:
+    """Sum/count of finished episodes from the env info of a rollout (any shape).
+
+    keep_env_axes=True returns the masked per-env values instead of their sums, for use inside a
+    rollout step: stack them through the scan and sum once after it. A reduction inside the step
+    costs extra kernels at every env step on a GPU (XLA copies the step's env-state outputs back
+    into the loop carry when they come from a fusion that also reduces; seen with PPO on CartPole
+    on an H100, benchmarks/results/ppo_cartpole.md)."""
     d = jnp.asarray(done, jnp.float32)
-    return {
-        "episode_return_sum": jnp.sum(info["episode_return"] * d),
-        "episode_length_sum": jnp.sum(info["episode_length"] * d).astype(jnp.float32),
-        "episode_count": jnp.sum(d),
+    out = {
+        "episode_return_sum": info["episode_return"] * d,
+        "episode_length_sum": (info["episode_length"] * d).astype(jnp.float32),
+        "episode_count": d,
     }
+    return out if keep_env_axes else {k: jnp.sum(v) for k, v in out.items()}

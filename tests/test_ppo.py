@@ -92,6 +92,30 @@ def test_smoke_gymnax(env, kw):
     assert all(x.shape[0] == 2 for x in leaves)
 
 
+def test_episode_metrics_count_every_finished_episode():
+    """The rollout keeps per-env episode values through its scan and sums them after it
+    (episode_metrics(..., keep_env_axes=True)). On CartPole every step pays 1, so each finished
+    episode's return equals its length, and the lengths of all finished episodes add up to the env
+    steps taken less the unfinished episodes' steps at the end (under 500 per env)."""
+    from rlx.train import episode_metrics
+    info = {"episode_return": jnp.arange(12.0).reshape(3, 4), "episode_length": jnp.arange(12).reshape(3, 4)}
+    done = (jnp.arange(12).reshape(3, 4) % 3) == 0
+    per_env, summed = episode_metrics(info, done, keep_env_axes=True), episode_metrics(info, done)
+    for k in summed:
+        assert per_env[k].shape == (3, 4) and float(per_env[k].sum()) == float(summed[k])
+    assert float(summed["episode_return_sum"]) == 0 + 3 + 6 + 9 and float(summed["episode_count"]) == 4
+
+    cfg = ppo.Config(env="CartPole-v1", num_envs=4, num_steps=64, total_timesteps=4 * 64 * 12)
+    t = ppo.make_train(cfg)
+    _, m = jax.jit(t.train)(jax.random.PRNGKey(3))
+    ret, length, count = (np.asarray(m[k]) for k in ("episode_return_sum", "episode_length_sum", "episode_count"))
+    assert ret.shape == (t.num_updates,)
+    np.testing.assert_array_equal(ret, length)
+    steps = t.num_updates * t.env_steps_per_update
+    assert steps - cfg.num_envs * 500 < length.sum() <= steps, (length.sum(), steps)
+    assert count.sum() >= (steps - cfg.num_envs * 500) / 500
+
+
 def test_smoke_brax_finite():
     cfg = small("brax/inverted_pendulum", normalize_obs=True, normalize_reward=True, ent_coef=0.0, total_timesteps=256)
     res = R.run(ppo.Config, ppo.make_train, cfg, name="ppo", num_seeds=1, progress=False, eval_episodes=0)
