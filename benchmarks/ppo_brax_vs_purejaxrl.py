@@ -98,6 +98,7 @@ def main():
                          "(2048 envs start together, so at small budgets few episodes end in the last 5%%)")
     ap.add_argument("--json", default=None, help="append the records to this file")
     ap.add_argument("--sharded", action="store_true", help="also run rlx with the seeds sharded over the CPU devices")
+    ap.add_argument("--only", choices=["both", "ref", "rlx"], default="both", help="run one side only")
     a = ap.parse_args()
     purejaxrl = os.path.join(a.ref, "purejaxrl")
     if not os.path.exists(os.path.join(purejaxrl, "ppo_continuous_action.py")):
@@ -110,6 +111,8 @@ def main():
     sides = [("PureJaxRL ppo_continuous_action.py", REF_CHILD, False), ("rlx ppo.py", RLX_CHILD, False)]
     if a.sharded and a.seeds > 1:
         sides.append(("rlx ppo.py, seeds sharded", RLX_CHILD, True))
+    if a.only != "both":
+        sides = [s for s in sides if s[0].startswith("PureJaxRL" if a.only == "ref" else "rlx")]
     for side, code, sharded in sides:
         load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
         r = child(code % dict(fill, sharded=sharded))
