@@ -90,7 +90,7 @@ def preset(env: str) -> dict:
     if env.startswith("brax/"):  # PureJaxRL ppo_continuous_action.py
         return dict(total_timesteps=50_000_000, num_envs=2048, num_steps=10, update_epochs=4, num_minibatches=32,
                     lr=3e-4, anneal_lr=False, ent_coef=0.0, hidden=(256, 256), normalize_obs=True,
-                    normalize_reward=True)
+                    normalize_reward=True, env_backend="positional")  # BraxGymnaxWrapper's backend
     if env in ("Pendulum-v1", "MountainCarContinuous-v0"):  # rlx choice: continuous settings at gymnax scale
         return dict(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10, num_minibatches=8,
                     lr=3e-4, anneal_lr=True, ent_coef=0.0, normalize_obs=True, normalize_reward=True)
