@@ -20,7 +20,9 @@ Reproduce PureJaxRL's CartPole result (return ~500 after 5e5 steps):
 
     python algorithms/ppo.py --env CartPole-v1 --num-seeds 4
 
-Brax (PureJaxRL's continuous settings are the preset for `brax/*`):
+Brax (PureJaxRL's continuous settings are the preset for `brax/*`, with its positional backend and
+brax's cached auto-reset: each env restarts from its first state; `--env-autoreset fresh` draws a new
+initial state per episode instead):
 
     python algorithms/ppo.py --env brax/hopper --num-seeds 4 --total-timesteps 5e7
 """
@@ -67,6 +69,7 @@ class Config:
     normalize_reward: bool = static(False, "scale rewards by the running std of the discounted return")
     bootstrap_truncation: bool = static(True, "bootstrap from the final observation at time limits")
     env_backend: str = static("spring", "brax physics backend (brax envs only)")
+    env_autoreset: str = static("fresh", "brax auto-reset: fresh (a new reset per episode) or cached (each env's first state, as brax's AutoResetWrapper)")
 
     def validate(self) -> None:
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
@@ -90,7 +93,7 @@ def preset(env: str) -> dict:
     if env.startswith("brax/"):  # PureJaxRL ppo_continuous_action.py
         return dict(total_timesteps=50_000_000, num_envs=2048, num_steps=10, update_epochs=4, num_minibatches=32,
                     lr=3e-4, anneal_lr=False, ent_coef=0.0, hidden=(256, 256), normalize_obs=True,
-                    normalize_reward=True, env_backend="positional")  # BraxGymnaxWrapper's backend
+                    normalize_reward=True, env_backend="positional", env_autoreset="cached")  # BraxGymnaxWrapper's
     if env in ("Pendulum-v1", "MountainCarContinuous-v0"):  # rlx choice: continuous settings at gymnax scale
         return dict(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10, num_minibatches=8,
                     lr=3e-4, anneal_lr=True, ent_coef=0.0, normalize_obs=True, normalize_reward=True)
@@ -99,7 +102,7 @@ def preset(env: str) -> dict:
 
 def make_env(config):
     if config.env.startswith("brax/"):
-        return envs.make(config.env, backend=config.env_backend)
+        return envs.make(config.env, backend=config.env_backend, autoreset=config.env_autoreset)
     return envs.make(config.env)
 
 

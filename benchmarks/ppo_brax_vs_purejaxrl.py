@@ -3,9 +3,11 @@ env-step budget, return at that budget and time, one process at a time.
 
 PureJaxRL's continuous settings (its `__main__` config) are rlx's `brax/*` preset: 2048 envs x 10
 steps, 4 epochs x 32 minibatches, Adam 3e-4 constant, clip 0.2, no entropy bonus, 2x256 tanh, obs
-and reward normalisation. Both sides use brax's `positional` backend (PureJaxRL's
-BraxGymnaxWrapper default) and 1000-step episodes. Known difference, kept: PureJaxRL treats the
-time limit as a termination; rlx bootstraps from the final observation (its default).
+and reward normalisation, brax's `positional` backend and cached auto-reset (each env restarts
+from its first state; both PureJaxRL's BraxGymnaxWrapper defaults) and 1000-step episodes.
+`--autoreset fresh` runs rlx with a new initial state per episode instead (its preset before
+2026-11-24). Known difference, kept: PureJaxRL treats the time limit as a termination; rlx
+bootstraps from the final observation (its default).
 
 PureJaxRL runs from a copy outside the repo (`--ref`, e.g. the one benchmarks/reference/setup.sh
 makes; only `purejaxrl/ppo_continuous_action.py` and `wrappers.py` are read) in this interpreter,
@@ -61,7 +63,8 @@ import jax, numpy as np
 from rlx.algorithms import ppo
 from timing import compile_and_run
 env = "brax/" + %(env)r
-cfg = ppo.Config(**{**ppo.preset(env), "env": env, "env_backend": "positional", "total_timesteps": %(steps)d})
+cfg = ppo.Config(**{**ppo.preset(env), "env": env, "env_backend": "positional", "env_autoreset": %(autoreset)r,
+                    "total_timesteps": %(steps)d})
 cfg.validate()
 t = ppo.make_train(cfg)
 keys = jax.random.split(jax.random.PRNGKey(0), %(seeds)d)
@@ -99,6 +102,7 @@ def main():
     ap.add_argument("--json", default=None, help="append the records to this file")
     ap.add_argument("--sharded", action="store_true", help="also run rlx with the seeds sharded over the CPU devices")
     ap.add_argument("--only", choices=["both", "ref", "rlx"], default="both", help="run one side only")
+    ap.add_argument("--autoreset", choices=["cached", "fresh"], default="cached", help="rlx's brax auto-reset")
     a = ap.parse_args()
     purejaxrl = os.path.join(a.ref, "purejaxrl")
     if not os.path.exists(os.path.join(purejaxrl, "ppo_continuous_action.py")):
@@ -106,11 +110,12 @@ def main():
     stub = tempfile.mkdtemp(prefix="rlx-stub-")
     with open(os.path.join(stub, "navix.py"), "w") as f:
         f.write('"""Empty stand-in: PureJaxRL\'s wrappers.py imports navix (MiniGrid), unused for brax."""\n')
-    fill = dict(here=os.path.dirname(os.path.abspath(__file__)), stub=stub, purejaxrl=purejaxrl, env=a.env, steps=int(a.steps), seeds=a.seeds, window=a.window)
+    fill = dict(here=os.path.dirname(os.path.abspath(__file__)), stub=stub, purejaxrl=purejaxrl, env=a.env, steps=int(a.steps), seeds=a.seeds, window=a.window,
+                autoreset=a.autoreset)
     records = []
-    sides = [("PureJaxRL ppo_continuous_action.py", REF_CHILD, False), ("rlx ppo.py", RLX_CHILD, False)]
+    sides = [("PureJaxRL ppo_continuous_action.py", REF_CHILD, False), (f"rlx ppo.py ({a.autoreset} resets)", RLX_CHILD, False)]
     if a.sharded and a.seeds > 1:
-        sides.append(("rlx ppo.py, seeds sharded", RLX_CHILD, True))
+        sides.append((f"rlx ppo.py ({a.autoreset} resets), seeds sharded", RLX_CHILD, True))
     if a.only != "both":
         sides = [s for s in sides if s[0].startswith("PureJaxRL" if a.only == "ref" else "rlx")]
     for side, code, sharded in sides:

@@ -39,9 +39,10 @@ def names() -> list:
 
 
 def make(name: str, **kwargs) -> Env:
-    """Make an env by name. brax envs take `backend=` ("spring" by default) and
-    `episode_length=`; gymnax envs take `params={...}` (fields of gymnax's EnvParams, e.g.
-    `make("MemoryChain-bsuite", params={"memory_length": 100})`) and gymnax's constructor keywords."""
+    """Make an env by name. brax envs take `backend=` ("spring" by default), `episode_length=`
+    and `autoreset=` ("fresh" by default, or "cached": see `envs/brax_env.py`); gymnax envs take
+    `params={...}` (fields of gymnax's EnvParams, e.g. `make("MemoryChain-bsuite",
+    params={"memory_length": 100})`) and gymnax's constructor keywords."""
     if name in _REGISTRY:
         return _REGISTRY[name](**kwargs)
     if name in GYMNAX_IDS:

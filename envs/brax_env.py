@@ -2,8 +2,15 @@
 
 Time limit: `episode_length` steps (default 1000), reported as `truncated` (not terminated),
 so algorithms can bootstrap from `info["final_observation"]`, the observation reached before
-the auto-reset. Unlike brax's own AutoResetWrapper, which restores one cached first state,
-each new episode starts from a fresh `reset` with its own key. Actions are clipped to [-1, 1].
+the auto-reset. Actions are clipped to [-1, 1].
+
+Auto-reset, `autoreset=`:
+- "fresh" (default): each new episode starts from a fresh `reset` with its own key, i.e. from the
+  env's initial-state distribution. Under `vmap` the reset is computed at every step for every env.
+- "cached": each env restarts from the first state it drew, as brax's AutoResetWrapper does (and so
+  PureJaxRL and brax's own trainers): cheaper, and it changes what is learnt. PPO on ant at 1e6
+  steps (2 seeds, benchmarks/results/ppo_brax.md) returned -15 with fresh resets and -4.7 with
+  cached ones, PureJaxRL's -4.7 and -6.0.
 """
 from __future__ import annotations
 
@@ -17,19 +24,24 @@ from . import spaces
 from .core import Env
 
 BACKENDS = ("spring", "positional", "generalized", "mjx")
+AUTORESETS = ("fresh", "cached")
 
 
 class BraxInner(NamedTuple):
     state: Any  # brax.envs.State of the current episode
     steps: jax.Array
+    first: Any  # the env's first state (autoreset="cached"), else None
 
 
 class BraxEnv(Env):
-    def __init__(self, name: str, backend: str = "spring", episode_length: int = 1000):
+    def __init__(self, name: str, backend: str = "spring", episode_length: int = 1000, autoreset: str = "fresh"):
         import brax.envs
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown brax backend {backend!r}; choose one of {BACKENDS}")
+        if autoreset not in AUTORESETS:
+            raise ValueError(f"unknown brax autoreset {autoreset!r}; choose one of {AUTORESETS}")
+        self.autoreset = autoreset
         self.name = f"brax/{name}"
         self._env = brax.envs.get_environment(name, backend=backend)
         self.max_episode_steps = int(episode_length)
@@ -40,7 +52,7 @@ class BraxEnv(Env):
 
     def _reset(self, key):
         st = self._env.reset(key)
-        return st.obs, BraxInner(st, jnp.zeros((), jnp.int32))
+        return st.obs, BraxInner(st, jnp.zeros((), jnp.int32), st if self.autoreset == "cached" else None)
 
     def _step(self, key, inner, action):
         action = jnp.clip(action, -1.0, 1.0)
@@ -49,7 +61,8 @@ class BraxEnv(Env):
         terminated = st.done > 0.5
         truncated = (steps >= self.max_episode_steps) & ~terminated
         done = terminated | truncated
-        fresh = self._env.reset(key)
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, st)
-        obs = jnp.where(done, fresh.obs, st.obs)
-        return obs, BraxInner(new_state, jnp.where(done, 0, steps)), st.reward, terminated, truncated, st.obs, {}
+        start = inner.first if self.autoreset == "cached" else self._env.reset(key)
+        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), start, st)
+        obs = jnp.where(done, start.obs, st.obs)
+        inner = BraxInner(new_state, jnp.where(done, 0, steps), inner.first)
+        return obs, inner, st.reward, terminated, truncated, st.obs, {}

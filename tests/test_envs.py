@@ -80,6 +80,27 @@ def test_brax_truncation_keeps_pre_reset_observation():
     assert info["episode_return"][t] == pytest.approx(rew[: t + 1].sum(), rel=1e-5)
 
 
+@pytest.mark.parametrize("autoreset", ["fresh", "cached"])
+def test_brax_autoreset_modes(autoreset):
+    """cached: every episode of an env restarts from that env's first state (brax's AutoResetWrapper);
+    fresh: each episode from a new reset. Either way the time limit truncates and final_observation
+    holds the pre-reset observation."""
+    env = envs.make("brax/inverted_pendulum", episode_length=4, autoreset=autoreset)
+    prev, obs, rew, term, trunc, info = rollout(env, 12, lambda k: jnp.zeros(env.action_space.shape), seed=3)
+    first_obs, _ = env.reset(jax.random.PRNGKey(3))
+    starts = obs[[3, 7, 11]]  # the observations right after each auto-reset
+    assert list(np.nonzero(trunc)[0]) == [3, 7, 11] and not term.any()
+    np.testing.assert_allclose(info["final_observation"][2], obs[2])
+    assert not np.allclose(info["final_observation"][3], obs[3])
+    if autoreset == "cached":
+        for s in starts:
+            np.testing.assert_array_equal(s, first_obs)
+    else:
+        assert not np.allclose(starts[0], first_obs) and not np.allclose(starts[0], starts[1])
+    with pytest.raises(ValueError, match="autoreset"):
+        envs.make("brax/inverted_pendulum", autoreset="first")
+
+
 def test_gymnax_env_params_override():
     """`params=` sets gymnax EnvParams fields (MemoryChain's episode length follows its memory_length);
     an unknown field is a clear error that names it."""

@@ -68,6 +68,7 @@ def test_presets_follow_purejaxrl():
     assert (cfg.num_steps, cfg.num_minibatches, cfg.lr, cfg.hidden, cfg.normalize_obs) == (10, 32, 3e-4, (256, 256), True)
     assert cfg.num_envs == 8  # explicit flags win over the preset
     assert cfg.env_backend == "positional"  # PureJaxRL's BraxGymnaxWrapper default (rlx's own default: spring)
+    assert cfg.env_autoreset == "cached"  # brax's AutoResetWrapper, which PureJaxRL wraps
     assert R.build_config(ppo.Config, "brax/hopper", {"env_backend": "spring"}, ppo.preset).env_backend == "spring"
     assert R.build_config(ppo.Config, "CartPole-v1", {}, ppo.preset) == ppo.Config()
 
