@@ -63,8 +63,8 @@ import jax, numpy as np
 from rlx.algorithms import ppo
 from timing import compile_and_run
 env = "brax/" + %(env)r
-cfg = ppo.Config(**{**ppo.preset(env), "env": env, "env_backend": "positional", "env_autoreset": %(autoreset)r,
-                    "total_timesteps": %(steps)d})
+cfg = ppo.Config(**{**ppo.preset(env), "env": env, "env_autoreset": %(autoreset)r, "total_timesteps": %(steps)d})
+assert cfg.env_backend == "positional"  # the preset's, as PureJaxRL's BraxGymnaxWrapper
 cfg.validate()
 t = ppo.make_train(cfg)
 keys = jax.random.split(jax.random.PRNGKey(0), %(seeds)d)
