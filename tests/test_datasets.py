@@ -173,3 +173,17 @@ def test_obs_stats_match_numpy():
     np.testing.assert_allclose(std, tr.obs.std(0) + 1e-3, rtol=1e-6)
     n = D.normalize_obs(tr, mean, std)
     np.testing.assert_allclose(n.obs.mean(0), 0, atol=1e-5)
+
+
+def test_info_command(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "d.npz")
+    D.save(path, D.from_arrays(toy(ends={3: "term", 7: "timeout", 11: "term"})),
+           {"env": "brax/hopper", "kind": "medium", "ref_min_return": 0.0, "ref_max_return": 10.0})
+    r = subprocess.run([sys.executable, "-m", "rlx.datasets", "info", path], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "12 rows, obs 3, actions 2, 3 complete episodes (2 terminal, 1 timeout)" in r.stdout and "kind: medium" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "rlx.datasets", "info", str(tmp_path / "missing.npz")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "missing.npz' does not exist" in r.stderr and "Traceback" not in r.stderr
