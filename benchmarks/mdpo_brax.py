@@ -6,7 +6,7 @@ over seeds); writes `<out>/summary.json` and one curve PNG per env (training ret
 
 Full budget (the paper's 1M steps; needs an accelerator or a lot of CPU time):
     python benchmarks/mdpo_brax.py --envs hopper,halfcheetah,walker2d,ant --num-seeds 5 \
-        --onpolicy-steps 1000000 --offpolicy-steps 1000000 --out benchmarks/results/mdpo_brax
+        --onpolicy-steps 1000000 --offpolicy-steps 1000000 --out benchmarks/results/raw/mdpo_brax
 
 Algorithms (same env, steps and seeds within a pair):
 - mdpo:     algorithms/mdpo.py defaults = the reference MuJoCo setting (1 env x 2048 steps, m = 10);
@@ -32,6 +32,7 @@ import mdpo  # noqa: E402
 import mdpo_offpolicy  # noqa: E402
 import ppo  # noqa: E402
 
+import rlx.devices  # noqa: E402
 from rlx import run as R  # noqa: E402
 from rlx.stats import bootstrap_ci, iqm  # noqa: E402
 
@@ -68,6 +69,7 @@ def curve(rows, num_runs):
 
 
 def main():
+    rlx.devices.use_all_cpu_cores()  # one CPU device per core, as the rlx command line does
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", default="hopper,halfcheetah,walker2d,ant")
     p.add_argument("--algos", default="mdpo,ppo,mdpo_off,sac")
@@ -78,7 +80,7 @@ def main():
     p.add_argument("--off-steps-per-update", type=int, default=1000)
     p.add_argument("--off-hidden", type=int, nargs="+", default=[256, 256])
     p.add_argument("--eval-episodes", type=int, default=0, help="0: final return = training episodes of the last 5%%")
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "mdpo_brax"))
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "raw", "mdpo_brax"))
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "summary.json")
@@ -90,8 +92,7 @@ def main():
             mod, cls, cfg = algo_config(algo, env, args)
             t0 = time.time()
             res = R.run(cls, mod.make_train, cfg, name=algo, num_seeds=args.num_seeds, progress=False,
-                        eval_episodes=args.eval_episodes, out=os.path.join(args.out, f"{algo}_{env_name}"),
-                        memory_check=getattr(mod, "memory_check", None))
+                        eval_episodes=args.eval_episodes, out=os.path.join(args.out, f"{algo}_{env_name}"))
             s = res.summary
             fin = np.asarray([np.nan if x is None else x for x in s["final_return"]], np.float64)
             fin = fin[np.isfinite(fin)]

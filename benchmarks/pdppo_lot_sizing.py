@@ -40,6 +40,7 @@ import time
 import jax
 import numpy as np
 
+import rlx.config
 import rlx.envs as envs
 from rlx.algorithms import pdppo
 from rlx.stats import bootstrap_ci, iqm
@@ -63,7 +64,7 @@ def build(env_name: str, method: str, steps: int, data: str):
         kw.update(env=env_id, instance_path=path, total_timesteps=steps)
         kw["advantage"] = {"pdppo": "max", "ppo_recipe": "state", "pdppo_min": "min", "pdppo_post": "post"}[method]
         cfg = pdppo.Config(**kw)
-        cfg.validate()
+        rlx.config.validate(cfg)
         return pdppo.make_train(cfg), cfg, notes
     if method == "ppo":
         from rlx.algorithms import ppo
@@ -79,7 +80,7 @@ def build(env_name: str, method: str, steps: int, data: str):
                       max_grad_norm=1e9, activation="relu")
         cfg = ppo.Config(env=env_id, total_timesteps=steps, update_epochs=40, num_minibatches=1, anneal_lr=False,
                          gae_lambda=1.0, vf_coef=0.7, clip_value=False, hidden=(128, 128), **kw)
-        cfg.validate()
+        rlx.config.validate(cfg)
         return ppo.make_train(cfg), cfg, notes
     raise SystemExit(f"unknown method {method!r}")
 
@@ -117,7 +118,7 @@ def report(out: str):
         ax.set_title(f"{env}: mean over seeds (band: min-max)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(os.path.join(os.path.dirname(out), f"pdppo_{env}.png"), dpi=80)
+        fig.savefig(os.path.join(ROOT, "benchmarks", "results", f"pdppo_{env}.png"), dpi=80)  # next to pdppo.md
         plt.close(fig)
 
 
@@ -130,7 +131,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-steps", type=int, default=4000, help="env steps per log point")
     ap.add_argument("--data", default=DATA)
-    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "pdppo_runs"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "raw", "pdppo_runs"))
     ap.add_argument("--report", action="store_true", help="print the table of all results in --out and plot curves")
     args = ap.parse_args()
     if args.report:

@@ -60,12 +60,13 @@ RLX_CHILD = r"""
 import json, sys
 sys.path.insert(0, %(here)r)
 import jax, numpy as np
+import rlx.devices; rlx.devices.use_all_cpu_cores()  # one CPU device per core, as the rlx command line does
 from rlx.algorithms import ppo
 from timing import compile_and_run
 env = "brax/" + %(env)r
 cfg = ppo.Config(**{**ppo.preset(env), "env": env, "env_autoreset": %(autoreset)r, "total_timesteps": %(steps)d})
 assert cfg.env_backend == "positional"  # the preset's, as PureJaxRL's BraxGymnaxWrapper
-cfg.validate()
+import rlx.config; rlx.config.validate(cfg)  # declared ranges, then the cross-field checks
 t = ppo.make_train(cfg)
 keys = jax.random.split(jax.random.PRNGKey(0), %(seeds)d)
 devices = 1
@@ -92,7 +93,7 @@ def child(code):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref", default="/tmp/ref", help="folder holding purejaxrl/ (a copy outside the repo)")
+    ap.add_argument("--ref", default=os.environ.get("RLX_REF", "/tmp/ref"), help="folder holding purejaxrl/ (a copy outside the repo; default $RLX_REF, else /tmp/ref)")
     ap.add_argument("--env", default="hopper", help="brax env name (hopper, ant, ...)")
     ap.add_argument("--steps", type=float, default=1e6, help="env steps per seed")
     ap.add_argument("--seeds", type=int, default=1)

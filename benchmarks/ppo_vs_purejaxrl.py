@@ -6,14 +6,16 @@ needs the old gymnax step API); see benchmarks/reference/README.md. Both sides a
 `jax.jit(jax.vmap(train)).lower(keys).compile()` (compile_s), then the compiled call until
 `block_until_ready` (run_s). rlx is timed three ways: the bare program on one device (the
 like-for-like per-core comparison), the bare program with the seed axis sharded over the CPU
-devices rlx asks for (one per core, rlx/xla_guard.py), and through its runner (`rlx.run.run`,
+devices rlx asks for (one per core, rlx.devices.use_all_cpu_cores), and through its runner (`rlx.run.run`,
 what the command line uses: chunks, metrics, final evaluation, seeds sharded). PureJaxRL runs as
 published: one program on one device.
 
-    python benchmarks/ppo_vs_purejaxrl.py --ref /tmp/ref --seeds 1 64 --repeats 2 \
-        --out benchmarks/results/ppo_cartpole.md
+    python benchmarks/ppo_vs_purejaxrl.py --ref $RLX_REF --seeds 1 64 --repeats 2 \
+        --out benchmarks/results/raw/ppo_cartpole-<date>.md
 
-`--ref` is the reference environment built by benchmarks/reference/setup.sh (see its README);
+`--ref` is the reference environment built by benchmarks/reference/setup.sh (see its README; default
+$RLX_REF, else /tmp/ref). `--out` overwrites its file with this sitting's table and records: write it
+under benchmarks/results/raw/ and copy the table into the curated benchmarks/results/ppo_cartpole.md;
 `--rlx-python` may name another interpreter for the rlx side (e.g. a venv on the reference's
 jax version).
 """
@@ -34,6 +36,7 @@ ROOT = os.path.dirname(HERE)
 RLX_CHILD = r"""
 import json, sys
 import jax, numpy as np
+import rlx.devices; rlx.devices.use_all_cpu_cores()  # one CPU device per core, as the rlx command line does
 sys.path[:0] = [%(algos)r, %(here)r]
 import ppo
 from timing import compile_and_run
@@ -94,7 +97,7 @@ def load():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ref", default="/tmp/ref")
+    ap.add_argument("--ref", default=os.environ.get("RLX_REF", "/tmp/ref"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 64])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--rlx-python", nargs="+", default=[sys.executable], help="one or more interpreters for the rlx side")

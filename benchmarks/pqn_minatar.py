@@ -2,7 +2,7 @@
 steps per seed): trains each game through the rlx command line and writes a table of the returns.
 
     python benchmarks/pqn_minatar.py --runs runs/pqn_minatar --parallel 2 \\
-        --out benchmarks/results/pqn_minatar.md
+        --out benchmarks/results/raw/pqn_minatar-<date>.md
 
 Each game gets its own run directory `<runs>/<Game>`. A game whose directory already holds a
 `summary.json` is only read; one with a checkpoint but no summary (a run that was stopped) is

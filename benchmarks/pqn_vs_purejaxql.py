@@ -2,10 +2,11 @@
 same configs, one process at a time, in one sitting.
 
     python benchmarks/pqn_vs_purejaxql.py --cases cartpole1,breakout,cartpole16 \
-        --json benchmarks/results/pqn_raw.json
+        --json benchmarks/results/raw/pqn_raw.json
 
-The reference runs from a copy outside the repo through /tmp/ref/run.sh (jax 0.9.2, gymnax 0.0.8,
-stubs for hydra/wandb; see /tmp/ref/README.txt); rlx runs in this interpreter's environment. Both
+The reference runs from a copy outside the repo (`$RLX_REF`, default /tmp/ref, built as
+benchmarks/reference/README.md says) through benchmarks/reference/run.sh (jax 0.9.2, gymnax 0.0.8,
+stubs for hydra/wandb); rlx runs in this interpreter's environment. Both
 sides: `jax.jit(jax.vmap(train))` over `split(PRNGKey(0), seeds)`, compile timed apart from the run
 (`block_until_ready`); wall and process-CPU seconds are recorded. With several seeds rlx runs twice:
 on one device (the per-core comparison) and with the seed axis sharded over the CPU devices rlx asks
@@ -31,7 +32,7 @@ import time
 
 import numpy as np
 
-REF = "/tmp/ref"
+REF = os.environ.get("RLX_REF", "/tmp/ref")  # the reference environment of benchmarks/reference/setup.sh
 CASES = {
     # name: (env, total_timesteps, seeds)
     "cartpole1": ("CartPole-v1", 500_000, 1),
@@ -51,7 +52,7 @@ def ref_command(env, steps, seeds):
         script, alg = "purejaxql/pqn_gymnax.py", "pqn_cartpole.yaml"
     else:
         script, alg = "purejaxql/pqn_minatar.py", "pqn_minatar.yaml"
-    return [f"{REF}/run.sh", f"{REF}/{script}", "--yaml", f"{REF}/purejaxql/config/config.yaml",
+    return [os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "run.sh"), f"{REF}/{script}", "--yaml", f"{REF}/purejaxql/config/config.yaml",
             "--yaml", f"{REF}/purejaxql/config/alg/{alg}", "--set", f"ENV_NAME={env}",
             "--set", f"TOTAL_TIMESTEPS={steps}", "--set", f"TOTAL_TIMESTEPS_DECAY={steps}",
             "--set", "TEST_INTERVAL=1.0", "--num-seeds", str(seeds)]
@@ -59,14 +60,18 @@ def ref_command(env, steps, seeds):
 
 def run_rlx(env, steps, seeds, sharded=False) -> dict:
     """One rlx run in this process (called in a child process by main); `sharded` splits the seed
-    axis over the CPU devices rlx asks for (one per core, rlx/xla_guard.py), as its runner does."""
+    axis over the CPU devices rlx asks for (one per core, rlx.devices.use_all_cpu_cores), as its runner does."""
+    import rlx.devices
+
+    rlx.devices.use_all_cpu_cores()
     import jax
 
     from rlx.algorithms import pqn
     from timing import compile_and_run  # benchmarks/timing.py (this script's folder is on sys.path)
 
     cfg = pqn.Config(**{**pqn.preset(env), "env": env, "total_timesteps": steps, "bootstrap_truncation": False})
-    cfg.validate()
+    import rlx.config
+    rlx.config.validate(cfg)  # declared ranges, then the cross-field checks
     t = pqn.make_train(cfg)
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     devices = 1
@@ -99,7 +104,7 @@ def summary(values) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", default="cartpole1,breakout,cartpole16")
-    p.add_argument("--json", default="benchmarks/results/pqn_raw.json", help="append results here")
+    p.add_argument("--json", default="benchmarks/results/raw/pqn_raw.json", help="append results here")
     p.add_argument("--only", choices=["both", "rlx", "ref"], default="both")
     p.add_argument("--no-sharded", action="store_true", help="skip the rlx run with seeds sharded over the CPU devices")
     p.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)

@@ -37,7 +37,8 @@ def bench_rlx(algo: str, learners: list, steps: int, seed: int = 0):
         from rlx.algorithms import stream_ac as mod
 
         cfg = mod.Config(**{**mod.preset("Pendulum-v1"), "env": "Pendulum-v1", "total_timesteps": steps})
-    cfg.validate()
+    import rlx.config
+    rlx.config.validate(cfg)  # declared ranges, then the cross-field checks
     train = mod.make_train(cfg)
     for n in learners:
         keys = jax.random.split(jax.random.PRNGKey(seed), n)
