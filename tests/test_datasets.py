@@ -187,3 +187,78 @@ def test_info_command(tmp_path):
     assert "12 rows, obs 3, actions 2, 3 complete episodes (2 terminal, 1 timeout)" in r.stdout and "kind: medium" in r.stdout
     r = subprocess.run([sys.executable, "-m", "rlx.datasets", "info", str(tmp_path / "missing.npz")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "missing.npz' does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---- generation (rlx.datasets.generate): rollouts on a cheap continuous env stand in for brax
+
+def _policies(path, obs_dim=3, act_dim=1, n_replay=3):
+    from rlx.datasets import generate as G
+
+    rng = np.random.default_rng(0)
+
+    def pol(scale):
+        return G.Policy((rng.normal(size=(obs_dim, 8)).astype(np.float32) * scale, rng.normal(size=(8, act_dim)).astype(np.float32)),
+                        (np.zeros(8, np.float32), np.zeros(act_dim, np.float32)), np.full(act_dim, -1.0, np.float32),
+                        np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32))
+
+    pols = {"expert": pol(1.0), "medium": pol(0.5), **{f"replay_{i:03d}": pol(0.1 * i) for i in range(n_replay)}}
+    G.save_policies(path, pols, {"env": "brax/hopper", "backend": "spring", "activation": "tanh", "policies": {k: {} for k in pols},
+                                 "ref_min_return": -1500.0, "ref_max_return": -150.0})
+    return pols
+
+
+@pytest.fixture
+def pendulum_generator(monkeypatch, tmp_path):
+    import rlx.envs as envs
+    from rlx.datasets import generate as G
+
+    env = envs.make("Pendulum-v1")  # 200-step episodes, no termination
+    monkeypatch.setattr(G, "_make_env", lambda name, backend: env)
+    path = str(tmp_path / "hopper.npz")
+    pols = _policies(path)
+    return G, path, pols, env
+
+
+def test_rollout_streams_and_episode_ends(pendulum_generator, monkeypatch):
+    G, _, pols, env = pendulum_generator
+    monkeypatch.setattr(G, "STREAM_STEPS", 300)
+    a = G.rollout(env, pols["medium"], "tanh", jax.random.PRNGKey(0), 1000)  # 4 streams of 250 steps
+    ds = D.from_arrays(a, "rollout")
+    ends = set(np.nonzero(ds.timeouts)[0])
+    assert ends == {199, 249, 449, 499, 699, 749, 949, 999}  # time limits inside streams, and every stream's cut
+    assert not ds.terminals.any() and np.abs(ds.actions).max() <= 1.0
+    inner = np.array([i for i in range(999) if i not in ends])
+    np.testing.assert_array_equal(ds.next_observations[inner], ds.observations[inner + 1])
+    tr = D.qlearning_view(ds)  # never pairs across an episode end or a stream cut
+    np.testing.assert_array_equal(tr.next_obs, ds.next_observations[inner])
+
+
+def test_generate_kinds_deterministic(pendulum_generator):
+    G, path, _, _ = pendulum_generator
+    a, ma = G.generate("brax/hopper", "medium", size=600, policies_path=path, progress=False)
+    b, mb = G.generate("brax/hopper", "medium", size=600, policies_path=path, progress=False)
+    c, mc = G.generate("brax/hopper", "medium", size=600, seed=1, policies_path=path, progress=False)
+    assert ma["checksum"] == mb["checksum"] != mc["checksum"] and len(a.rewards) == 600
+    assert ma["ref_min_return"] == -1500.0 and ma["env_backend"] == "spring" and "--kind medium" in ma["command"]
+    r, _ = G.generate("brax/hopper", "medium-replay", size=900, policies_path=path, progress=False)
+    assert len(r.rewards) == 900  # three replay policies, 300 rows each, each its own stream
+    assert set(np.nonzero(r.timeouts)[0]) >= {299, 599, 899}
+    me, _ = G.generate("brax/hopper", "medium-expert", size=800, policies_path=path, progress=False)
+    assert len(me.rewards) == 800 and me.timeouts[399]
+    with pytest.raises(ConfigError, match="holds policies for 'brax/hopper', not 'brax/walker2d'"):
+        G.generate("brax/walker2d", "medium", size=10, policies_path=path, progress=False)
+
+
+def test_dataset_names_resolve_and_cache(pendulum_generator, monkeypatch, tmp_path):
+    G, path, _, _ = pendulum_generator
+    monkeypatch.setattr(G, "POLICY_DIR", os.path.dirname(path))
+    monkeypatch.setenv("RLX_DATASETS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(G, "SIZE", 300)
+    f = G.resolve("brax/hopper-medium", progress=False)
+    assert f.endswith("brax_hopper-medium-seed0.npz") and os.path.exists(f)
+    mtime = os.path.getmtime(f)
+    assert G.resolve("brax/hopper-medium", progress=False) == f and os.path.getmtime(f) == mtime  # cached
+    ds, meta = D.load(f, env="brax/hopper")
+    assert meta["kind"] == "medium" and len(ds.rewards) == 300
+    with pytest.raises(ConfigError, match="unknown dataset 'brax/hopper-mediun'.*brax/hopper-medium-replay"):
+        G.resolve("brax/hopper-mediun")
