@@ -3,13 +3,13 @@
 1. Train (resumable; keep a copy of each checkpoint as it is written, for medium-replay):
 
        python algorithms/ppo.py --env brax/hopper --num-seeds 1 --total-timesteps 2e7 \\
-           --checkpoint-every 500000 --out runs/behaviour/hopper
+           --checkpoint-every 100000 --out runs/behaviour/hopper
        # beside it: cp runs/behaviour/hopper/checkpoint.npz runs/behaviour/hopper.snapshots/ckpt_<mtime>.npz
        # after every write (benchmarks/behaviour_agents.py snapshot DIR does this loop)
 
 2. Export: every snapshot's policy (actor MLP, Gaussian log-std, observation statistics) is
-   evaluated (sampled actions); the last one is `expert`, the snapshot whose return is closest to a
-   third of the expert's is `medium`, and every snapshot before it is a `replay_*` policy. The
+   evaluated (sampled actions); the best one is `expert`, the earlier snapshot whose return is
+   closest to a third of the expert's is `medium`, and every snapshot up to it is a `replay_*` policy. The
    reference returns (uniform random policy and expert, 100 episodes each) go into the header.
 
        python benchmarks/behaviour_agents.py export --run runs/behaviour/hopper \\
@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "algorithms"))
 import ppo  # noqa: E402
 
 import rlx.envs as envs  # noqa: E402
+from rlx.config import check  # noqa: E402
 from rlx.datasets import generate as G  # noqa: E402
 
 
@@ -78,20 +79,25 @@ def export(args) -> None:
         r = G.mean_return(env, pol, cfg.activation, jax.random.fold_in(key, i), args.episodes)
         rets.append((path, pol, r))
         print(f"{os.path.basename(path)}: return {r:.1f} ({time.perf_counter() - t0:.1f} s)", flush=True)
-    expert = rets[-1][1]
-    ref_max = G.mean_return(env, expert, cfg.activation, jax.random.fold_in(key, 10_001), 100)
-    ref_min = G.mean_return(env, None, cfg.activation, jax.random.fold_in(key, 10_002), 100)
-    target = ref_max / 3
-    m = min(range(len(rets) - 1), key=lambda i: abs(rets[i][2] - target))
-    policies = {"expert": expert, "medium": rets[m][1]}
-    info = {"expert": {"checkpoint": "final", "return": ref_max}, "medium": {"checkpoint": os.path.basename(rets[m][0]), "return": rets[m][2]}}
+    # expert: the best snapshot (the top three re-evaluated on 100 episodes); medium: the snapshot before it
+    # whose return is closest to a third of the expert's; replay: every snapshot up to medium
+    top = sorted(range(len(rets)), key=lambda i: rets[i][2])[-3:]
+    full = {i: G.mean_return(env, rets[i][1], cfg.activation, jax.random.fold_in(key, 10_000 + i), 100) for i in top}
+    e = max(full, key=full.get)
+    ref_max = full[e]
+    ref_min = G.mean_return(env, None, cfg.activation, jax.random.fold_in(key, 20_000), 100)
+    check(e > 0, "the best snapshot is the first one: no earlier policy can be medium; snapshot earlier in training")
+    m = min(range(e), key=lambda i: abs(rets[i][2] - ref_max / 3))
+    policies = {"expert": rets[e][1], "medium": rets[m][1]}
+    info = {"expert": {"checkpoint": os.path.basename(rets[e][0]), "return": ref_max},
+            "medium": {"checkpoint": os.path.basename(rets[m][0]), "return": rets[m][2]}}
     for j in range(m + 1):
         policies[f"replay_{j:03d}"] = rets[j][1]
         info[f"replay_{j:03d}"] = {"checkpoint": os.path.basename(rets[j][0]), "return": rets[j][2]}
     header = {"env": check_env, "backend": backend, "activation": cfg.activation, "hidden": list(cfg.hidden),
               "policies": info, "ref_min_return": ref_min, "ref_max_return": ref_max,
               "command": f"python algorithms/ppo.py --env {check_env} --num-seeds 1 --total-timesteps {cfg.total_timesteps} "
-                         "--checkpoint-every 500000 (PPO's brax preset)",
+                         "--checkpoint-every 100000 (PPO's brax preset)",
               "algorithm": "ppo", "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}}
     G.save_policies(args.out, policies, header)
     print(json.dumps({"out": args.out, "ref_min_return": ref_min, "ref_max_return": ref_max, "medium": info["medium"],
