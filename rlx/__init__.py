@@ -1,10 +1,11 @@
 """rlx: single-file, jit-compiled, vmapped JAX reinforcement-learning algorithms.
 
-The shared core: `networks`, `returns`, `normalize`, `buffers`, `config`, `train` (the
-algorithm/runner contract), `evaluate`, `stats` and `run` (command line and runner). Import
-submodules explicitly (`from rlx import returns`); `rlx.run` pulls in matplotlib lazily.
-Importing `rlx.envs` (every algorithm does) or `rlx.run` sets one XLA:CPU flag (`rlx.xla_guard`).
+The shared core: `networks`, `returns`, `normalize`, `buffers`, `optim` (ObGD), `stream` (the
+stream-x recipe), `config`, `train` (the algorithm/runner contract), `evaluate`, `stats`, and
+the runner: `run` (`run()`, the Python API), `cli` (command line), `plan` (runs, seeds, chunks),
+`programs` (compiling, the memory check), `rundir` (run directory, checkpoints, lock), `report`
+(summaries, loggers, plots) and `devices` (sharding; `use_all_cpu_cores()`). Import submodules explicitly
+(`from rlx import returns`). Importing any of them changes nothing in your process: no
+environment variable, no XLA flag, no JAX device.
 """
-from . import xla_guard  # noqa: F401  (must run before anything starts JAX's backends)
-
 __version__ = "0.1.0"

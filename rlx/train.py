@@ -10,10 +10,19 @@
 - `evaluate(state, key, num_episodes) -> scalar` (optional): mean first-episode return of
   `num_episodes` envs run with the current greedy or deterministic policy (`num_episodes` is a
   Python int: the runner's `--eval-episodes`, else the algorithm's `eval_episodes`);
-- `num_updates` and `env_steps_per_update` (per seed; for offline methods the gradient steps).
+- `num_updates` and `env_steps_per_update` (per seed; for offline methods the gradient steps);
+- `env_name` (the env id, for labels and summaries) and `requested_steps` (the `total_timesteps`
+  the user asked for, so the runner can say when `num_updates * env_steps_per_update` rounds it
+  down to a whole number of updates). The runner reads nothing else of the Config.
 
 `train.train(key)` runs init + `lax.scan(update)` and is what `jax.jit(jax.vmap(train.train))`
 compiles for a plain multi-seed run outside the runner.
+
+Sweeps: inside `make_train` any non-static Config `field()` may be a traced JAX scalar (the runner
+re-runs `make_train` under `jax.vmap` with the swept values), so use such fields only in
+arithmetic or `jnp.where`/`lax` control flow, and mark a field `static` when it sets a shape or a
+Python branch; the full rule is the sweep contract in `rlx/config.py`'s docstring, and
+tests/test_sweep_contract.py sweeps a float field of every algorithm.
 """
 from __future__ import annotations
 
@@ -32,6 +41,8 @@ class Train:
     env_steps_per_update: int
     evaluate: Optional[Callable[[Any, jax.Array, int], jax.Array]] = None
     eval_episodes: int = 16  # the algorithm's default number of evaluation episodes
+    env_name: str = ""  # the env id (labels, summary.json)
+    requested_steps: Optional[int] = None  # total_timesteps as asked; None: num_updates * env_steps_per_update
 
     def train(self, key):
         state = self.init(key)

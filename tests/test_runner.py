@@ -6,18 +6,27 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
 import toy_algo
+from rlx import cli as C
 from rlx import run as R
 from rlx.config import ConfigError
+
+jax.devices()  # start JAX's backends here, so that cli.main in this process leaves XLA_FLAGS alone
 
 pytestmark = pytest.mark.timeout(600)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(ROOT, "tests", "toy_algo.py")
 SUMMARY_KEYS = {"algorithm", "env", "num_seeds", "env_steps", "final_return", "final_return_mean", "final_return_iqm",
                 "final_return_ci95", "wall_s", "compile_s", "env_steps_per_s", "device", "versions"}
+
+
+def read_leaves(path):
+    with np.load(path) as z:
+        return [z[f"leaf_{i}"] for i in range(sum(k.startswith("leaf_") for k in z.files))]
 
 
 def toy_run(**kw):
@@ -79,9 +88,9 @@ def test_sweep_grid_is_vmapped_with_common_seeds():
 
 def test_sweep_errors():
     with pytest.raises(ConfigError, match="cannot be swept"):
-        R.parse_sweeps(toy_algo.Config, ["num_envs=2,4"])
+        C.parse_sweeps(toy_algo.Config, ["num_envs=2,4"])
     with pytest.raises(ConfigError, match="no field"):
-        R.parse_sweeps(toy_algo.Config, ["learning_rate=1,2"])
+        C.parse_sweeps(toy_algo.Config, ["learning_rate=1,2"])
     with pytest.raises(ConfigError, match=r"gamma.*\[0, 1\]"):  # every combination is validated
         toy_run(sweep={"gamma": [0.9, 1.5]})
 
@@ -147,8 +156,8 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, num_seeds):
     # resume takes its settings from config.json; only --slow differs here, so pass it again
     p = cli(["--resume", killed, "--slow", "0.02", "--no-progress"], env=two)
     assert p.returncode == 0, p.stderr[-3000:]
-    a = R.read_checkpoint_leaves(os.path.join(full, "checkpoint.npz"))
-    b = R.read_checkpoint_leaves(ckpt)
+    a = read_leaves(os.path.join(full, "checkpoint.npz"))
+    b = read_leaves(ckpt)
     assert len(a) == len(b)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
@@ -177,7 +186,7 @@ def test_resume_with_different_config_is_refused(tmp_path):
 ])
 def test_bad_input_stops_before_compiling(args, msg, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        R.main(toy_algo.Config, toy_algo.make_train, "toy", argv=args + ["--out", str(tmp_path / "x")])
+        C.main(toy_algo.Config, toy_algo.make_train, "toy", argv=args + ["--out", str(tmp_path / "x")])
     assert e.value.code == 2
     assert msg in capsys.readouterr().err
 
@@ -186,7 +195,7 @@ def test_unwritable_out(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(SystemExit):
-        R.main(toy_algo.Config, toy_algo.make_train, "toy", argv=["--out", str(blocker / "sub")])
+        C.main(toy_algo.Config, toy_algo.make_train, "toy", argv=["--out", str(blocker / "sub")])
     assert "not writable" in capsys.readouterr().err
 
 
@@ -230,9 +239,9 @@ def test_chunk_state_donated_on_cpu_only_when_big():
     import jax
     import jax.numpy as jnp
 
-    from rlx import run as R
+    from rlx import devices
 
     cpu = jax.devices("cpu")
     small = {"w": jax.ShapeDtypeStruct((16, 64, 64), jnp.float32)}
-    big = {"buffer": jax.ShapeDtypeStruct((R.DONATE_MIN_BYTES // 4 + 1,), jnp.float32), **small}
-    assert R._donate(small, cpu) == () and R._donate(big, cpu) == (0,)
+    big = {"buffer": jax.ShapeDtypeStruct((devices.DONATE_MIN_BYTES // 4 + 1,), jnp.float32), **small}
+    assert devices.donate_argnums(small, cpu) == () and devices.donate_argnums(big, cpu) == (0,)

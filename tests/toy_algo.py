@@ -66,10 +66,11 @@ def make_train(config):
         return s.w * 10.0
 
     return Train(init, update, config.total_timesteps // (config.num_envs * config.num_steps),
-                 config.num_envs * config.num_steps, evaluate)
+                 config.num_envs * config.num_steps, evaluate, env_name=config.env,
+                 requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="toy")
