@@ -1,4 +1,5 @@
-"""Environment registry: `make(name)` for gymnax ids, `brax/<name>` and rlx's own envs.
+"""Environment registry: `make(name)` for gymnax ids, `brax/<name>` and rlx's own envs;
+`make_from_config(config)` for an algorithm's Config (its `env` plus the brax options).
 
 See `envs.core` for the API every env follows.
 """
@@ -7,9 +8,9 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Dict
 
-import rlx.xla_guard  # noqa: F401  (before anything starts JAX's backends)
-
 from . import spaces
+from .brax_env import AUTORESETS as BRAX_AUTORESETS
+from .brax_env import BACKENDS as BRAX_BACKENDS
 from .core import Env, EpisodeStats, State
 
 GYMNAX_IDS = (
@@ -58,6 +59,35 @@ def make(name: str, **kwargs) -> Env:
     raise ValueError(f"unknown environment {name!r}.{hint} `python -c 'import rlx.envs; print(rlx.envs.names())'` lists all.")
 
 
+AUTO = "auto"  # a brax option left to the env's default (backend "spring", autoreset "fresh")
+ENV_BACKEND_CHOICES = (AUTO,) + BRAX_BACKENDS  # `choices=` of an algorithm's `env_backend` field
+ENV_AUTORESET_CHOICES = (AUTO,) + BRAX_AUTORESETS  # `choices=` of `env_autoreset`
+
+
+def make_from_config(config) -> Env:
+    """The env an algorithm's Config names: `config.env`, with the brax options of the Config's
+    `env_backend` / `env_autoreset` fields where it has them ("auto": the env's default). Setting
+    either to anything but "auto" for a non-brax env raises ValueError (naming the flag), rather
+    than being silently ignored."""
+    from rlx.config import flag
+
+    name = config.env
+    kwargs = {}
+    for field_name, key in (("env_backend", "backend"), ("env_autoreset", "autoreset")):
+        value = getattr(config, field_name, AUTO)
+        if value != AUTO:
+            kwargs[key] = value
+    if kwargs and not name.startswith("brax/"):
+        if name not in names():
+            make(name)  # an unknown name: its own error, with close matches
+        set_flags = [f"{flag(f)} {getattr(config, f)}" for f in ("env_backend", "env_autoreset")
+                     if getattr(config, f, AUTO) != AUTO]
+        one = len(set_flags) == 1
+        raise ValueError(f"{' and '.join(set_flags)} only appl{'ies' if one else 'y'} to brax envs (brax/<name>); "
+                         f"{name} is not one: drop the flag{'' if one else 's'} (or pass '{AUTO}')")
+    return make(name, **kwargs)
+
+
 def _register_builtin():
     # our own JAX envs (each module calls `register` on import)
     import importlib
@@ -72,4 +102,5 @@ def _register_builtin():
 
 _register_builtin()
 
-__all__ = ["make", "names", "register", "Env", "State", "EpisodeStats", "spaces"]
+__all__ = ["make", "make_from_config", "names", "register", "Env", "State", "EpisodeStats", "spaces",
+           "BRAX_BACKENDS", "BRAX_AUTORESETS", "ENV_BACKEND_CHOICES", "ENV_AUTORESET_CHOICES"]

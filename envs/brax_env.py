@@ -11,9 +11,18 @@ Auto-reset, `autoreset=`:
   PureJaxRL and brax's own trainers): cheaper, and it changes what is learnt. PPO on ant at 1e6
   steps (2 seeds, benchmarks/results/ppo_brax.md) returned -15 with fresh resets and -4.7 with
   cached ones, PureJaxRL's -4.7 and -6.0.
+
+Importing brax makes mujoco print "Failed to import warp" / "Failed to import mujoco_warp" on
+stdout when the optional `warp` package is absent (rlx never uses it); `_import_brax_envs` drops
+exactly those lines, and brax's "not actively being maintained" UserWarning, and lets everything
+else (other output, import errors) through.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +36,26 @@ BACKENDS = ("spring", "positional", "generalized", "mjx")
 AUTORESETS = ("fresh", "cached")
 
 
+_DEPENDENCY_NOISE = ("Failed to import warp:", "Failed to import mujoco_warp:")
+
+
+def _without_dependency_noise(text: str) -> str:
+    """`text` less the lines that only say the optional warp package is absent."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith(_DEPENDENCY_NOISE))
+
+
+def _import_brax_envs():
+    """`import brax.envs` without mujoco's warp notices on stdout (see the module docstring); any
+    other output is passed on, and an import error propagates."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            import brax.envs
+    finally:
+        sys.stdout.write(_without_dependency_noise(captured.getvalue()))
+    return brax.envs
+
+
 class BraxInner(NamedTuple):
     state: Any  # brax.envs.State of the current episode
     steps: jax.Array
@@ -35,15 +64,15 @@ class BraxInner(NamedTuple):
 
 class BraxEnv(Env):
     def __init__(self, name: str, backend: str = "spring", episode_length: int = 1000, autoreset: str = "fresh"):
-        import brax.envs
-
         if backend not in BACKENDS:
             raise ValueError(f"unknown brax backend {backend!r}; choose one of {BACKENDS}")
         if autoreset not in AUTORESETS:
             raise ValueError(f"unknown brax autoreset {autoreset!r}; choose one of {AUTORESETS}")
         self.autoreset = autoreset
         self.name = f"brax/{name}"
-        self._env = brax.envs.get_environment(name, backend=backend)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively being maintained")
+            self._env = _import_brax_envs().get_environment(name, backend=backend)
         self.max_episode_steps = int(episode_length)
         obs_dim = int(self._env.observation_size)
         act_dim = int(self._env.action_size)

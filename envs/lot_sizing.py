@@ -58,7 +58,10 @@ use given parameters verbatim, e.g. the paper's exact instances:
 The JSON format is the reference's (`setting_*.json`): time_horizon, n_items, n_machines,
 initial_setup [M], machine_production [M][I], max_inventory_level [I], initial_inventory [I],
 holding_costs [I], lost_sales_costs [I], demand_distribution {name: "binomial", n, p},
-setup_costs [M][I], setup_loss [M][I].
+setup_costs [M][I], setup_loss [M][I]. A file or dict is checked when loaded (`validate_instance`:
+format, array lengths, integers where units are counted, non-negative costs, capacities and losses,
+max_inventory_level >= 1, initial values in range); any problem is a ValueError naming the file and
+the field, which pdppo's `--instance-path` turns into exit status 2 before anything compiles.
 """
 from __future__ import annotations
 
@@ -109,29 +112,114 @@ def generate_instance(n_items: int, n_machines: int, seed: int = 0, horizon: int
 
 
 def load_instance(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """Read and validate a JSON instance file; every problem is a ValueError naming the file (and
+    the field)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ValueError(f"lot-sizing instance {path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"lot-sizing instance {path}: is a directory, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"lot-sizing instance {path}: not a text (JSON) file") from None
+    except OSError as e:
+        raise ValueError(f"lot-sizing instance {path}: cannot be read ({e.strerror})") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"lot-sizing instance {path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    validate_instance(d, str(path))
+    return d
 
 
-def _check_instance(d: dict) -> None:
-    need = ("time_horizon", "n_items", "n_machines", "initial_setup", "machine_production",
+REQUIRED = ("time_horizon", "n_items", "n_machines", "initial_setup", "machine_production",
             "max_inventory_level", "initial_inventory", "holding_costs", "lost_sales_costs",
             "demand_distribution", "setup_costs", "setup_loss")
-    missing = [k for k in need if k not in d]
+
+
+def validate_instance(d, source: str = "given as instance=") -> None:
+    """Check an instance dict against the format and its physical constraints, raising ValueError
+    "lot-sizing instance <source>: <field>...": every key present; numbers are JSON numbers (not
+    strings), integers where the model counts units; time_horizon, n_items, n_machines,
+    max_inventory_level >= 1; production, setup loss, costs >= 0 and finite; initial inventory in
+    [0, max_inventory_level]; initial setup in [0, n_items]; arrays of n_items / n_machines x
+    n_items entries; binomial demand with integer n >= 1 and p in [0, 1]."""
+    where = f"lot-sizing instance {source}"
+
+    def fail(msg):
+        raise ValueError(f"{where}: {msg}")
+
+    if not isinstance(d, dict):
+        fail(f"must be a JSON object with the fields {', '.join(REQUIRED)} (got {type(d).__name__})")
+    missing = [k for k in REQUIRED if k not in d]
     if missing:
-        raise ValueError(f"lot-sizing instance lacks {missing}; see envs/lot_sizing.py for the format")
-    I, M = int(d["n_items"]), int(d["n_machines"])
-    for k in ("machine_production", "setup_costs", "setup_loss"):
-        if np.shape(d[k]) != (M, I):
-            raise ValueError(f"lot-sizing instance: {k} has shape {np.shape(d[k])}, expected (n_machines, n_items) = {(M, I)}")
-    for k in ("max_inventory_level", "initial_inventory", "holding_costs", "lost_sales_costs"):
-        if np.shape(d[k]) != (I,):
-            raise ValueError(f"lot-sizing instance: {k} has shape {np.shape(d[k])}, expected ({I},)")
-    if np.shape(d["initial_setup"]) != (M,):
-        raise ValueError(f"lot-sizing instance: initial_setup has shape {np.shape(d['initial_setup'])}, expected ({M},)")
+        fail(f"lacks {', '.join(missing)}; see envs/lot_sizing.py for the format")
+
+    def number(key, v, integer):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            fail(f"{key} must be {'an integer' if integer else 'a number'} (got {v!r}, a JSON {type(v).__name__})")
+        if not np.isfinite(v):
+            fail(f"{key} must be finite (got {v!r})")
+        if integer and float(v) != int(v):
+            fail(f"{key} must be an integer (got {v!r})")
+        return int(v) if integer else float(v)
+
+    def scalar(key, lo):
+        v = number(key, d[key], True)
+        if v < lo:
+            fail(f"{key} must be >= {lo} (got {v})")
+        return v
+
+    horizon, I, M = scalar("time_horizon", 1), scalar("n_items", 1), scalar("n_machines", 1)
+
+    def array(key, shape, integer, lo, hi=None, hi_name=None):
+        v = d[key]
+        dims = "[n_items]" if len(shape) == 1 else "[n_machines][n_items]"
+        rows = [v] if len(shape) == 1 else v
+        if not isinstance(v, list) or len(v) != shape[0] or (len(shape) == 2 and not all(
+                isinstance(r, list) and len(r) == shape[1] for r in v)):
+            if not isinstance(v, list):
+                got = repr(v)
+            elif len(shape) == 2 and all(isinstance(r, list) for r in v):
+                got = f"{len(v)} rows of {'/'.join(str(n) for n in sorted({len(r) for r in v}))} entries"
+            else:
+                got = f"{len(v)} entries"
+            fail(f"{key} must be a list {dims} of {' x '.join(map(str, shape))} numbers, as n_items = {I} and "
+                 f"n_machines = {M} (got {got})")
+        out = np.zeros(shape, np.int64 if integer else np.float64)
+        for r, row in enumerate(rows):
+            for c, x in enumerate(row):
+                idx = f"{key}[{c}]" if len(shape) == 1 else f"{key}[{r}][{c}]"
+                x = number(idx, x, integer)
+                top = hi[c] if isinstance(hi, np.ndarray) else hi
+                if x < lo or (top is not None and x > top):
+                    bound = f">= {lo}" if top is None else f"in [{lo}, {hi_name or top}]"
+                    fail(f"{idx} must be {bound} (got {x})")
+                out[(c,) if len(shape) == 1 else (r, c)] = x
+        return out
+
+    max_inv = array("max_inventory_level", (I,), True, 1)
+    array("initial_inventory", (I,), True, 0, max_inv, "max_inventory_level")
+    array("holding_costs", (I,), False, 0)
+    array("lost_sales_costs", (I,), False, 0)
+    array("initial_setup", (M,), True, 0, I, "n_items")
+    array("machine_production", (M, I), True, 0)
+    array("setup_costs", (M, I), False, 0)
+    array("setup_loss", (M, I), True, 0)
     dd = d["demand_distribution"]
-    if dd.get("name") != "binomial":
-        raise ValueError(f"lot-sizing instance: only binomial demand is supported, got {dd.get('name')!r}")
+    if not isinstance(dd, dict) or dd.get("name") != "binomial":
+        fail(f"demand_distribution must be {{\"name\": \"binomial\", \"n\": ..., \"p\": ...}} "
+             f"(only binomial demand is supported; got {dd!r})")
+    for k in ("n", "p"):
+        if k not in dd:
+            fail(f"demand_distribution lacks {k}")
+    n = number("demand_distribution.n", dd["n"], True)
+    p = number("demand_distribution.p", dd["p"], False)
+    if n < 1:
+        fail(f"demand_distribution.n must be >= 1 (got {n})")
+    if not 0.0 <= p <= 1.0:
+        fail(f"demand_distribution.p must be in [0, 1] (got {p})")
 
 
 # ----------------------------------------------------------------------------- env
@@ -143,8 +231,8 @@ class LotSizingState(NamedTuple):
 
 class LotSizing(Env):
     def __init__(self, instance: dict, name: str = "lot-sizing", random_reset: bool = True,
-                 observe_setup: bool = False):
-        _check_instance(instance)
+                 observe_setup: bool = False, source: str = "given as instance="):
+        validate_instance(instance, source)
         self.name = name
         self.instance = instance
         self.n_items = I = int(instance["n_items"])
@@ -254,7 +342,8 @@ def _ctor(config: str | None):
         else:
             inst = generate_instance(*CONFIGS[config], seed=seed)
         name = f"lot-sizing/{config or 'file'}"
-        return LotSizing(inst, name=name, random_reset=random_reset, observe_setup=observe_setup)
+        source = str(path) if path is not None else ("given as instance=" if instance is not None else f"{name} seed {seed}")
+        return LotSizing(inst, name=name, random_reset=random_reset, observe_setup=observe_setup, source=source)
 
     return make
 

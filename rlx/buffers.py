@@ -4,8 +4,6 @@ Replay ring buffer:
     buf = replay_init(example_transition, capacity)      # storage [capacity, ...] per leaf
     buf = replay_add(buf, batch_of_transitions)          # leading axis = batch (e.g. num_envs)
     batch = replay_sample(buf, key, batch_size)          # uniform over the filled slots only
-
-Rollouts from `lax.scan` are time-major [T, N, ...]; `flatten_batch` merges the first two axes.
 """
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 class ReplayBuffer(NamedTuple):
@@ -47,25 +44,3 @@ def replay_sample(buf: ReplayBuffer, key, batch_size: int):
     buffer returns slot 0 (callers warm the buffer up first)."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buf.size, 1))
     return jax.tree.map(lambda s: s[idx], buf.data)
-
-
-def replay_nbytes(example, capacity: int) -> int:
-    """Bytes a replay buffer of this item and capacity takes (per seed)."""
-    return int(sum(np.prod(jnp.shape(x)) * jnp.asarray(x).dtype.itemsize for x in jax.tree.leaves(example)) * capacity)
-
-
-def flatten_batch(tree):
-    """[T, N, ...] -> [T*N, ...] for every leaf."""
-    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:]), tree)
-
-
-class Dataset(NamedTuple):
-    """An offline dataset held in device memory: leaves [N, ...]."""
-
-    data: Any
-    size: int
-
-
-def dataset_sample(ds: Dataset, key, batch_size: int):
-    idx = jax.random.randint(key, (batch_size,), 0, ds.size)
-    return jax.tree.map(lambda x: x[idx], ds.data)

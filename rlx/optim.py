@@ -17,15 +17,14 @@ so ‖Δθ‖₁ ≤ 1/κ on every step. Everything is arithmetic (no Python or 
 so a learner vmaps: `reset` is a 0/1 (or bool) array, δ a scalar array, and α, γ, λ, κ may be
 traced (swept) values.
 
-    opt = obgd(lr=1.0, gamma=0.99, lamda=0.8, kappa=2.0)
+    opt = obgd(lr=1.0, gamma=0.99, trace_lambda=0.8, kappa=2.0)
     state = opt.init(params)
     updates, state = opt.update(grads, state, params, delta=delta, reset=done)
     params = optax.apply_updates(params, updates)
 
 `reset_before` (optional extra argument, default 0) zeroes the trace *before* accumulating
 (z ← γλ·z·(1 − reset_before) + g): the paper's pseudocode timing for Watkins Q(λ), kept as
-an ablation. `adaptive_obgd` is the RMSProp-normalised variant (AdaptiveObGD in the
-reference `optim.py`; used by no reference script).
+an ablation (stream_q's `--reset-before`).
 """
 from __future__ import annotations
 
@@ -54,7 +53,7 @@ class ObGDState(NamedTuple):
     bound: jax.Array  # M of the last update (diagnostic; the bound is active where M > 1)
 
 
-def obgd(lr=1.0, gamma=0.99, lamda=0.8, kappa=2.0) -> optax.GradientTransformationExtraArgs:
+def obgd(lr=1.0, gamma=0.99, trace_lambda=0.8, kappa=2.0) -> optax.GradientTransformationExtraArgs:
     """ObGD as an optax transformation; `update(grads, state, params=None, *, delta, reset,
     reset_before=0)` returns the parameter increment α_eff·δ·z (to add) and the new state."""
 
@@ -65,7 +64,7 @@ def obgd(lr=1.0, gamma=0.99, lamda=0.8, kappa=2.0) -> optax.GradientTransformati
     def update(grads, state, params=None, *, delta, reset, reset_before=0.0, **unused):
         del params, unused
         keep_before = 1.0 - jnp.asarray(reset_before, jnp.float32)
-        z = jax.tree_util.tree_map(lambda e, g: gamma * lamda * keep_before * e + g, state.trace, grads)
+        z = jax.tree_util.tree_map(lambda e, g: gamma * trace_lambda * keep_before * e + g, state.trace, grads)
         step, m = obgd_step_size(lr, kappa, delta, tree_l1(z))
         updates = jax.tree_util.tree_map(lambda e: (step * delta) * e, z)
         keep = 1.0 - jnp.asarray(reset, jnp.float32)
@@ -74,36 +73,3 @@ def obgd(lr=1.0, gamma=0.99, lamda=0.8, kappa=2.0) -> optax.GradientTransformati
 
     return optax.GradientTransformationExtraArgs(init, update)
 
-
-class AdaptiveObGDState(NamedTuple):
-    trace: Any  # eligibility trace z
-    v: Any  # second moment of δ·z
-    count: jax.Array  # number of updates (for bias correction)
-    step_size: jax.Array
-    bound: jax.Array
-
-
-def adaptive_obgd(lr=1.0, gamma=0.99, lamda=0.8, kappa=2.0, beta2=0.999, eps=1e-8) -> optax.GradientTransformationExtraArgs:
-    """AdaptiveObGD: v ← β₂v + (1−β₂)(δz)², v̂ = v/(1−β₂ᵗ), ẑ = z/√(v̂+eps),
-    M = α·κ·δ̄·‖ẑ‖₁, Δθ = α_eff·δ·ẑ; the trace resets after the update as in ObGD (v does not)."""
-
-    def init(params):
-        zero = jnp.zeros((), jnp.float32)
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return AdaptiveObGDState(zeros, zeros, jnp.zeros((), jnp.int32), zero, zero)
-
-    def update(grads, state, params=None, *, delta, reset, reset_before=0.0, **unused):
-        del params, unused
-        keep_before = 1.0 - jnp.asarray(reset_before, jnp.float32)
-        z = jax.tree_util.tree_map(lambda e, g: gamma * lamda * keep_before * e + g, state.trace, grads)
-        count = state.count + 1
-        v = jax.tree_util.tree_map(lambda v, e: beta2 * v + (1.0 - beta2) * (delta * e) ** 2, state.v, z)
-        corr = 1.0 - jnp.power(beta2, count.astype(jnp.float32))
-        z_hat = jax.tree_util.tree_map(lambda e, v: e / jnp.sqrt(v / corr + eps), z, v)
-        step, m = obgd_step_size(lr, kappa, delta, tree_l1(z_hat))
-        updates = jax.tree_util.tree_map(lambda e: (step * delta) * e, z_hat)
-        keep = 1.0 - jnp.asarray(reset, jnp.float32)
-        z = jax.tree_util.tree_map(lambda e: e * keep, z)
-        return updates, AdaptiveObGDState(z, v, count, jnp.asarray(step, jnp.float32), jnp.asarray(m, jnp.float32))
-
-    return optax.GradientTransformationExtraArgs(init, update)

@@ -57,19 +57,3 @@ def lambda_returns(rewards, next_values, terminated, truncated, gamma, lam, unro
 
     _, g = jax.lax.scan(body, jnp.zeros_like(rewards[0]), (rewards, next_values, term, end), reverse=True, unroll=unroll)
     return g
-
-
-def discounted_returns(rewards, terminated, truncated, gamma, bootstrap=None):
-    """Monte-Carlo discounted returns that restart at episode ends; `bootstrap` ([...]) is the
-    value after the last step (0 if None). Truncated episodes are cut without a bootstrap."""
-    rewards, term, trunc = _f32(rewards, terminated, truncated)
-    last = jnp.zeros_like(rewards[0]) if bootstrap is None else jnp.asarray(bootstrap, jnp.float32)
-    end = jnp.maximum(term, trunc)
-
-    def body(g_next, x):
-        r, e = x
-        g = r + gamma * (1.0 - e) * g_next
-        return g, g
-
-    _, g = jax.lax.scan(body, last, (rewards, end), reverse=True)
-    return g

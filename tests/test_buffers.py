@@ -73,18 +73,3 @@ def test_vmapped_buffers_are_independent():
     s = jax.vmap(buffers.replay_sample, in_axes=(0, 0, None))(buf, jax.random.split(jax.random.PRNGKey(0), 2), 500)
     x = np.asarray(s["x"])
     assert set(x[0].astype(int)) == {6, 7, 8, 9} and set(x[1].astype(int)) == {106, 107, 108, 109}
-
-
-def test_nbytes_matches_allocated_storage():
-    ex = {"o": jnp.zeros((11,), jnp.float32), "a": jnp.zeros((3,), jnp.float32), "d": jnp.zeros((), bool),
-          "i": jnp.zeros((), jnp.int32)}
-    buf = buffers.replay_init(ex, 1000)
-    assert buffers.replay_nbytes(ex, 1000) == sum(x.nbytes for x in jax.tree.leaves(buf.data))
-    assert buffers.replay_nbytes(ex, 1000) == 1000 * (11 * 4 + 3 * 4 + 1 + 4)
-
-
-def test_flatten_batch_merges_time_and_env_axes():
-    x = jnp.arange(2 * 3 * 4).reshape(2, 3, 4)
-    y = buffers.flatten_batch({"x": x})["x"]
-    assert y.shape == (6, 4)
-    np.testing.assert_array_equal(np.asarray(y[4]), np.asarray(x[1, 1]))
