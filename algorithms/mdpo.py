@@ -27,7 +27,7 @@ CartPole:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -38,34 +38,40 @@ import rlx.envs as envs
 from rlx import networks, normalize, returns
 from rlx.config import ConfigError, check, field, static
 from rlx.evaluate import evaluate_episodes
+from rlx.networks import ACTIVATIONS
 from rlx.train import Train, episode_metrics
 
 
 @dataclass(frozen=True)
 class Config:
     env: str = field("brax/hopper", "environment id (gymnax id, brax/<name> or an rlx env)")
-    total_timesteps: int = static(1_000_000, "env steps per seed")
-    num_envs: int = static(1, "parallel environments")
-    num_steps: int = static(2048, "rollout length per environment per iteration")
-    sgd_steps: int = static(10, "m: full-batch policy Adam steps per iteration (README: 10)")
-    lr: float = field(3e-4, "policy Adam learning rate (constant)")
-    adam_eps: float = field(1e-5, "Adam epsilon (policy and value)")
-    max_grad_norm: float = field(0.5, "global gradient-norm clip (policy and value)")
-    gamma: float = field(0.99, "discount")
-    gae_lambda: float = field(0.95, "GAE lambda")
-    tk_horizon: int = field(0, "K: t_k = max(1 - k/K, t_min) over iterations k = 0, 1, ...; 0 = this run's iterations")
-    tk_min: float = field(0.0, "floor on t_k so the KL weight 1/t_k stays finite; 0 = 1/K")
-    vf_lr: float = field(3e-4, "value Adam learning rate (the reference uses the policy lr)")
-    vf_epochs: int = static(5, "value epochs per iteration, after the policy steps")
-    vf_minibatch_size: int = static(128, "value minibatch size (shuffled)")
-    vf_clip: float = field(0.2, "clip of the value change in the clipped value loss")
-    norm_obs: bool = static(True, "normalise observations with running mean/std (VecNormalize)")
-    norm_reward: bool = static(True, "scale rewards by the running std of the discounted return (VecNormalize)")
-    obs_clip: float = field(10.0, "clip of normalised observations")
-    reward_clip: float = field(10.0, "clip of scaled rewards")
-    hidden: tuple = static((64, 64), "hidden layer widths (policy and value, separate networks)")
-    activation: str = static("tanh", "hidden activation")
-    env_backend: str = static("spring", "brax physics backend (brax envs only)")
+    total_timesteps: int = static(1_000_000, "env steps per seed", within="[1, inf)")
+    num_envs: int = static(1, "parallel environments", within="[1, inf)")
+    num_steps: int = static(2048, "rollout length per environment per iteration", within="[1, inf)")
+    sgd_steps: int = static(10, "m: full-batch policy Adam steps per iteration (README: 10)", within="[1, inf)")
+    lr: float = field(3e-4, "policy Adam learning rate (constant)", within="(0, inf)")
+    adam_eps: float = field(1e-5, "Adam epsilon (policy and value)", within="(0, inf)")
+    max_grad_norm: float = field(0.5, "global gradient-norm clip (policy and value)", within="(0, inf)")
+    gamma: float = field(0.99, "discount", within="[0, 1]")
+    gae_lambda: float = field(0.95, "GAE lambda", within="[0, 1]")
+    tk_horizon: int = field(0, "K: t_k = max(1 - k/K, t_min) over iterations k = 0, 1, ...; 0 = this run's iterations",
+                            within="[0, inf)")
+    tk_min: float = field(0.0, "floor on t_k so the KL weight 1/t_k stays finite; 0 = 1/K", within="[0, 1]")
+    critic_lr: float = field(3e-4, "value Adam learning rate (the reference uses the policy lr)", within="(0, inf)")
+    vf_epochs: int = static(5, "value epochs per iteration, after the policy steps", within="[1, inf)")
+    vf_minibatch_size: int = static(128, "value minibatch size (shuffled)", within="[1, inf)")
+    vf_clip: float = field(0.2, "clip of the value change in the clipped value loss", within="(0, inf)")
+    normalize_obs: bool = static(True, "normalise observations with running mean/std (VecNormalize)")
+    normalize_reward: bool = static(True, "scale rewards by the running std of the discounted return (VecNormalize)")
+    obs_clip: float = field(10.0, "clip of normalised observations", within="(0, inf)")
+    reward_clip: float = field(10.0, "clip of scaled rewards", within="(0, inf)")
+    hidden: Tuple[int, ...] = static((64, 64), "hidden layer widths (policy and value, separate networks)",
+                                     within="[1, inf)")
+    activation: str = static("tanh", "hidden activation", choices=ACTIVATIONS)
+    env_backend: str = static("auto", "brax physics backend (brax envs only; auto = spring)",
+                              choices=envs.ENV_BACKEND_CHOICES)
+    env_autoreset: str = static("auto", "brax auto-reset (brax envs only): fresh (auto; a new reset per episode) or "
+                                "cached (each env's first state, as brax's AutoResetWrapper)", choices=envs.ENV_AUTORESET_CHOICES)
 
     @property
     def batch_size(self) -> int:
@@ -77,22 +83,16 @@ class Config:
 
     def validate(self) -> None:
         try:
-            env = make_env(self)
+            env = envs.make_from_config(self)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         check(env.action_kind in ("discrete", "continuous", "multi_discrete"),
               f"MDPO needs discrete, multi-discrete or continuous actions; {self.env} has {env.action_kind}")
-        check(self.num_envs >= 1 and self.num_steps >= 1, "--num-envs and --num-steps must be >= 1")
         check(self.num_updates >= 1,
               f"--total-timesteps {self.total_timesteps} is less than one iteration "
               f"(num_envs x num_steps = {self.batch_size}); raise it or shrink the rollout")
-        check(self.sgd_steps >= 1, "--sgd-steps (m) must be >= 1")
         check(self.batch_size % self.vf_minibatch_size == 0,
               f"--vf-minibatch-size {self.vf_minibatch_size} must divide num_envs x num_steps = {self.batch_size}")
-        check(0.0 <= self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0, "--gamma and --gae-lambda must be in [0, 1]")
-        check(self.tk_horizon >= 0, "--tk-horizon must be >= 0 (0 = the run's number of iterations)")
-        check(0.0 <= self.tk_min <= 1.0, "--tk-min must be in [0, 1] (0 = 1/K)")
-        check(self.vf_clip > 0 and self.lr > 0 and self.vf_lr > 0, "learning rates and --vf-clip must be > 0")
 
 
 def preset(env: str) -> dict:
@@ -104,12 +104,6 @@ def preset(env: str) -> dict:
     if env.endswith("-MinAtar"):
         return {"num_envs": 64, "num_steps": 128, "total_timesteps": 10_000_000, "hidden": (256, 256)}
     return {"num_envs": 4, "num_steps": 512}
-
-
-def make_env(config):
-    if config.env.startswith("brax/"):
-        return envs.make(config.env, backend=config.env_backend)
-    return envs.make(config.env)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -204,7 +198,7 @@ class Transition(NamedTuple):
 
 
 def make_train(config: Config) -> Train:
-    env = make_env(config)
+    env = envs.make_from_config(config)
     kind = env.action_kind
     if kind == "discrete":
         action_shape = env.action_space.n
@@ -222,11 +216,11 @@ def make_train(config: Config) -> Train:
     actor = Actor(kind, action_shape, tuple(config.hidden), config.activation)
     critic = Critic(tuple(config.hidden), config.activation)
     tx_pi = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr, eps=config.adam_eps))
-    tx_v = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.vf_lr, eps=config.adam_eps))
+    tx_v = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.critic_lr, eps=config.adam_eps))
     n_mb = batch // config.vf_minibatch_size
 
     def norm_obs(stats, obs):
-        return normalize.normalize(stats, obs, config.obs_clip) if config.norm_obs else obs
+        return normalize.normalize(stats, obs, config.obs_clip) if config.normalize_obs else obs
 
     def init(key):
         k_pi, k_v, k_env, key = jax.random.split(key, 4)
@@ -234,7 +228,7 @@ def make_train(config: Config) -> Train:
         params_pi, params_v = actor.init(k_pi, dummy), critic.init(k_v, dummy)
         obs, env_state = jax.vmap(env.reset)(jax.random.split(k_env, N))
         stats = normalize.stats_init(obs_shape)
-        if config.norm_obs:
+        if config.normalize_obs:
             stats = normalize.stats_update(stats, obs)
         return TrainState(params_pi, params_v, tx_pi.init(params_pi), tx_v.init(params_v), stats,
                           normalize.reward_scaler_init(N), env_state, obs, key, jnp.zeros((), jnp.int32))
@@ -246,10 +240,10 @@ def make_train(config: Config) -> Train:
         action = actor.apply(params_pi, obs_n).sample(seed=k_act)
         obs, env_state, reward, term, trunc, info = jax.vmap(env.step)(jax.random.split(k_env, N), env_state, action)
         done = term | trunc
-        if config.norm_obs:
+        if config.normalize_obs:
             stats = normalize.stats_update(stats, obs)
         next_n = norm_obs(stats, info["final_observation"])
-        if config.norm_reward:
+        if config.normalize_reward:
             scaler, reward = normalize.reward_scaler_update(scaler, reward, done, config.gamma)
             reward = jnp.clip(reward, -config.reward_clip, config.reward_clip)
         tr = Transition(obs_n, action, reward, term, trunc, next_n)
@@ -302,10 +296,11 @@ def make_train(config: Config) -> Train:
 
         return evaluate_episodes(env, act, key, num_episodes, env.max_episode_steps)
 
-    return Train(init, update, num_updates, batch, evaluate)
+    return Train(init, update, num_updates, batch, evaluate,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx import run
+    from rlx.cli import main
 
-    run.main(Config, make_train, name="mdpo", preset=preset)
+    main(Config, make_train, name="mdpo", preset=preset)

@@ -11,7 +11,7 @@ c = 1/t_k (constant), entropy temperature lam and the old policy theta_k:
              = E[ c * (log pi_theta - log pi_k)(a_theta|s) + lam * log pi_k(a_theta|s) - Q1(s, a_theta) ]
 
 i.e. a KL(pi_theta || pi_k) trust region plus an entropy-regularised value term. theta_k is a
-copy of theta refreshed every `sgd_steps` (m) gradient steps. With c = lam the theta_k term
+copy of theta refreshed every `old_policy_every` (m) gradient steps. With c = lam the theta_k term
 cancels and the loss is exactly SAC's actor loss lam * log pi_theta - Q1: `--sac` runs that.
 
 Critics (SAC-v1): twin Q, a state-value V with Polyak target V_bar;
@@ -21,8 +21,9 @@ one Adam step per env step on every loss, uniform replay, uniform random actions
 first `learning_starts` steps. Actions live in [-1, 1] and are rescaled to the env's bounds.
 
 `update()` = `steps_per_update` env steps, each followed by one gradient step (metrics are
-averaged over them). The replay buffer is held per seed in device memory: `memory_check`
-(called by the runner before compiling) refuses runs whose buffers cannot fit.
+averaged over them). The replay buffer is held per seed in device memory: the runner checks
+what the compiled program needs against the available memory before it allocates anything, and
+refuses a seed count that does not fit (naming the largest that does).
 
 Reference setting (paper: MuJoCo, c = 1, lam = 0.2, m = 1000, 1M steps) on brax hopper:
     python algorithms/mdpo_offpolicy.py --env brax/hopper --total-timesteps 1000000 --num-seeds 5 --out runs/mdpo_off_hopper
@@ -31,9 +32,8 @@ SAC with the same networks and settings:
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -45,31 +45,37 @@ import rlx.envs as envs
 from rlx import buffers, networks
 from rlx.config import ConfigError, check, field, static
 from rlx.evaluate import evaluate_episodes
+from rlx.networks import ACTIVATIONS
 from rlx.train import Train, episode_metrics
 
 
 @dataclass(frozen=True)
 class Config:
     env: str = field("brax/hopper", "environment id with continuous actions (brax/<name>, Pendulum-v1, ...)")
-    total_timesteps: int = static(1_000_000, "env steps per seed")
-    num_envs: int = static(1, "parallel envs (one gradient step per vector step)")
-    steps_per_update: int = static(1000, "vector env steps (each followed by one gradient step) per update()")
+    total_timesteps: int = static(1_000_000, "env steps per seed", within="[1, inf)")
+    num_envs: int = static(1, "parallel envs (one gradient step per vector step)", within="[1, inf)")
+    steps_per_update: int = static(1000, "vector env steps (each followed by one gradient step) per update()",
+                                   within="[1, inf)")
     sac: bool = static(False, "SAC: set the KL weight c to the entropy temperature lam (the old policy cancels)")
-    kl_coeff: float = field(1.0, "c = 1/t_k: weight of log pi_theta - log pi_k (constant)")
-    ent_coeff: float = field(0.2, "lam: entropy temperature")
-    sgd_steps: int = field(1000, "m: gradient steps between copies of the policy into the old policy pi_k")
-    buffer_size: int = static(1_000_000, "replay capacity (transitions per seed)")
-    batch_size: int = static(256, "minibatch size")
-    learning_starts: int = static(10_000, "env steps with uniform random actions and no learning")
-    gamma: float = field(0.99, "discount")
-    tau: float = field(0.005, "Polyak rate of the target value network (every step)")
-    lr: float = field(3e-4, "Adam learning rate of the actor")
-    critic_lr: float = field(3e-4, "Adam learning rate of Q1, Q2 and V")
-    policy_reg: float = field(1e-3, "weight of mean(mu^2) + mean(log_std^2) in the actor loss")
+    kl_coef: float = field(1.0, "c = 1/t_k: weight of log pi_theta - log pi_k (constant)", within="[0, inf)")
+    ent_coef: float = field(0.2, "lam: entropy temperature", within="[0, inf)")
+    old_policy_every: int = field(1000, "m: gradient steps between copies of the policy into the old policy pi_k",
+                                  within="[1, inf)")
+    buffer_size: int = static(1_000_000, "replay capacity (transitions per seed)", within="[1, inf)")
+    batch_size: int = static(256, "minibatch size", within="[1, inf)")
+    learning_starts: int = static(10_000, "env steps with uniform random actions and no learning", within="[0, inf)")
+    gamma: float = field(0.99, "discount", within="[0, 1]")
+    tau: float = field(0.005, "Polyak rate of the target value network (every step)", within="(0, 1]")
+    lr: float = field(3e-4, "Adam learning rate of the actor", within="(0, inf)")
+    critic_lr: float = field(3e-4, "Adam learning rate of Q1, Q2 and V", within="(0, inf)")
+    policy_reg: float = field(1e-3, "weight of mean(mu^2) + mean(log_std^2) in the actor loss", within="[0, inf)")
     explore_deterministic: bool = static(False, "act with tanh(mu) after warm-up (reference quirk; default samples)")
-    hidden: tuple = static((256, 256), "hidden widths of the actor, Q and V networks")
-    activation: str = static("relu", "hidden activation")
-    env_backend: str = static("spring", "brax physics backend (brax envs only)")
+    hidden: Tuple[int, ...] = static((256, 256), "hidden widths of the actor, Q and V networks", within="[1, inf)")
+    activation: str = static("relu", "hidden activation", choices=ACTIVATIONS)
+    env_backend: str = static("auto", "brax physics backend (brax envs only; auto = spring)",
+                              choices=envs.ENV_BACKEND_CHOICES)
+    env_autoreset: str = static("auto", "brax auto-reset (brax envs only): fresh (auto; a new reset per episode) or "
+                                "cached (each env's first state, as brax's AutoResetWrapper)", choices=envs.ENV_AUTORESET_CHOICES)
 
     @property
     def env_steps_per_update(self) -> int:
@@ -85,7 +91,7 @@ class Config:
 
     def validate(self) -> None:
         try:
-            env = make_env(self)
+            env = envs.make_from_config(self)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         check(env.action_kind == "continuous",
@@ -94,16 +100,9 @@ class Config:
         lo, hi = env.action_space.low_array(), env.action_space.high_array()
         check(bool(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))),
               f"{self.env} has unbounded actions; the tanh policy needs finite bounds")
-        for name in ("num_envs", "steps_per_update", "buffer_size", "batch_size"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         check(self.num_updates >= 1,
               f"--total-timesteps {self.total_timesteps} is less than one update "
               f"(num_envs x steps_per_update = {self.env_steps_per_update}); raise it or lower --steps-per-update")
-        check(self.learning_starts >= 0, "--learning-starts must be >= 0")
-        check(self.sgd_steps >= 1, "--sgd-steps (m) must be >= 1")
-        check(0.0 <= self.gamma <= 1.0 and 0.0 < self.tau <= 1.0, "--gamma must be in [0, 1] and --tau in (0, 1]")
-        check(self.kl_coeff >= 0 and self.ent_coeff >= 0, "--kl-coeff and --ent-coeff must be >= 0")
-        check(self.lr > 0 and self.critic_lr > 0, "learning rates must be > 0")
 
 
 def preset(env: str) -> dict:
@@ -111,44 +110,6 @@ def preset(env: str) -> dict:
     if env in ("Pendulum-v1", "MountainCarContinuous-v0"):
         return {"total_timesteps": 20_000, "learning_starts": 1_000, "steps_per_update": 200}
     return {}
-
-
-def make_env(config):
-    if config.env.startswith("brax/"):
-        return envs.make(config.env, backend=config.env_backend)
-    return envs.make(config.env)
-
-
-def memory_check(config: Config, num_seeds: int, available: int | None = None) -> int:
-    """Print the replay memory of `num_seeds` runs (seeds x sweep points) and raise ConfigError
-    if it does not fit in 80% of the available device memory (host RAM on CPU). Returns bytes."""
-    env = make_env(config)
-    per_seed = buffers.replay_nbytes(_example_transition(env), config.capacity)
-    total = per_seed * num_seeds
-    if available is None:
-        available = _available_memory()
-    gib = 2.0**30
-    print(f"replay buffer: {config.capacity:,} transitions x {num_seeds} runs = {total / gib:.2f} GiB "
-          f"({per_seed / gib:.3f} GiB each); available {available / gib:.1f} GiB")
-    check(total <= 0.8 * available,
-          f"the replay buffers need {total / gib:.2f} GiB for {num_seeds} runs but only {available / gib:.1f} GiB "
-          f"is available (80% may be used); run fewer seeds (at most {max(int(0.8 * available // max(per_seed, 1)), 0)}) "
-          f"or a smaller --buffer-size")
-    return total
-
-
-def _available_memory() -> int:
-    dev = jax.devices()[0]
-    if dev.platform != "cpu":
-        stats = dev.memory_stats() or {}
-        if "bytes_limit" in stats:
-            return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo") as f:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
-        return info.get("MemAvailable", info["MemFree"])
-    except OSError:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -282,12 +243,12 @@ def _example_transition(env):
 
 
 def make_train(config: Config) -> Train:
-    env = make_env(config)
+    env = envs.make_from_config(config)
     obs_shape, act_dim = tuple(env.observation_space.shape), int(env.action_space.shape[0])
     low, high = jnp.asarray(env.action_space.low_array()), jnp.asarray(env.action_space.high_array())
     N = config.num_envs
-    c = config.ent_coeff if config.sac else config.kl_coeff
-    lam = config.ent_coeff
+    c = config.ent_coef if config.sac else config.kl_coef
+    lam = config.ent_coef
 
     actor, qnet, vnet = (Actor(act_dim, tuple(config.hidden), config.activation),
                          DoubleQ(tuple(config.hidden), config.activation), VNet(tuple(config.hidden), config.activation))
@@ -311,7 +272,7 @@ def make_train(config: Config) -> Train:
         k_batch, k_noise = jax.random.split(key)
         batch = buffers.replay_sample(buffer, k_batch, config.batch_size)
         noise = jax.random.normal(k_noise, (config.batch_size, act_dim))
-        params_old = refresh_old_policy(ts.grad_steps, config.sgd_steps, ts.params_pi, ts.params_old)
+        params_old = refresh_old_policy(ts.grad_steps, config.old_policy_every, ts.params_pi, ts.params_old)
 
         # actor (Q1 frozen)
         q1_fn = lambda o, a: qnet.apply(ts.critic["q"], o, a)[0]
@@ -373,10 +334,11 @@ def make_train(config: Config) -> Train:
 
         return evaluate_episodes(env, act, key, num_episodes, env.max_episode_steps)
 
-    return Train(init, update, config.num_updates, config.env_steps_per_update, evaluate)
+    return Train(init, update, config.num_updates, config.env_steps_per_update, evaluate,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx import run
+    from rlx.cli import main
 
-    run.main(Config, make_train, name="mdpo_offpolicy", preset=preset, memory_check=memory_check)
+    main(Config, make_train, name="mdpo_offpolicy", preset=preset)

@@ -67,9 +67,9 @@ import optax
 
 import rlx.envs as envs
 from rlx import returns
-from rlx.config import check, field, static
+from rlx.config import ConfigError, check, field, static
 from rlx.evaluate import evaluate_episodes
-from rlx.networks import MLP, CategoricalHead, MultiDiscreteHead
+from rlx.networks import ACTIVATIONS, MLP, CategoricalHead, MultiDiscreteHead
 from rlx.train import Train, episode_metrics
 
 ADVANTAGES = ("max", "min", "post", "state")
@@ -79,44 +79,39 @@ ADVANTAGES = ("max", "min", "post", "state")
 class Config:
     env: str = "lot-sizing/15x5"
     instance_path: str = static("", "lot-sizing JSON instance file passed to the env as path= ('' = the registered instance)")
-    total_timesteps: int = static(1_000_000, "env steps per seed")
-    num_envs: int = static(4, "parallel envs per seed")
-    num_steps: int = static(100, "rollout length per env and update (num_envs x num_steps = the reference's 400-step update period)")
-    buffer_chunks: int = static(6, "rollouts kept in the training buffer (the newest replaces the oldest)")
-    update_epochs: int = static(40, "passes over the buffer per update")
-    num_minibatches: int = static(1, "minibatches per epoch (1 = full batch, the reference)")
-    actor_lr: float = field(5.5e-4, "actor Adam learning rate")
-    critic_lr: float = field(1e-3, "Adam learning rate of each critic")
-    gamma: float = field(0.9, "discount (the reference agents hard-code 0.9)")
-    gae_lambda: float = field(1.0, "GAE lambda (1 = the reference's Monte-Carlo returns)")
-    clip_eps: float = field(0.2, "policy ratio clip range")
-    ent_coef: float = field(0.001, "entropy bonus coefficient")
-    max_grad_norm: float = static(0.0, "global gradient-norm clip per network (0 = off, the reference)")
-    advantage: str = static("max", "how the critics combine: max (final PDPPO), min (earlier version), post (one critic on s^x), state (PPO baseline)")
+    total_timesteps: int = static(1_000_000, "env steps per seed", within="[1, inf)")
+    num_envs: int = static(4, "parallel envs per seed", within="[1, inf)")
+    num_steps: int = static(100, "rollout length per env and update (num_envs x num_steps = the reference's 400-step update period)",
+                            within="[1, inf)")
+    buffer_chunks: int = static(6, "rollouts kept in the training buffer (the newest replaces the oldest)", within="[1, inf)")
+    update_epochs: int = static(40, "passes over the buffer per update", within="[1, inf)")
+    num_minibatches: int = static(1, "minibatches per epoch (1 = full batch, the reference)", within="[1, inf)")
+    lr: float = field(5.5e-4, "actor Adam learning rate", within="(0, inf)")
+    critic_lr: float = field(1e-3, "Adam learning rate of each critic", within="(0, inf)")
+    gamma: float = field(0.9, "discount (the reference agents hard-code 0.9)", within="[0, 1]")
+    gae_lambda: float = field(1.0, "GAE lambda (1 = the reference's Monte-Carlo returns)", within="[0, 1]")
+    clip_eps: float = field(0.2, "policy ratio clip range", within="(0, inf)")
+    ent_coef: float = field(0.001, "entropy bonus coefficient", within="[0, inf)")
+    max_grad_norm: float = static(0.0, "global gradient-norm clip per network (0 = off, the reference)", within="[0, inf)")
+    advantage: str = static("max", "how the critics combine: max (final PDPPO), min (earlier version), post (one critic on s^x), state (PPO baseline)",
+                            choices=ADVANTAGES)
     normalize_advantages: bool = static(False, "normalise advantages over the buffer (earlier reference versions)")
     factorised_ratio: bool = static(True, "one PPO ratio per action factor (machine), as the reference; else the joint ratio")
-    actor_hidden: Tuple[int, ...] = static((128, 128), "actor hidden widths")
-    actor_activation: str = static("relu", "actor activation")
-    critic_hidden: Tuple[int, ...] = static((128, 128), "critic hidden widths (both critics)")
-    critic_activation: str = static("tanh", "critic activation")
-    obs_scale: float = field(1.0, "multiply observations (and post-decision observations) by this before the networks")
+    actor_hidden: Tuple[int, ...] = static((128, 128), "actor hidden widths", within="[1, inf)")
+    actor_activation: str = static("relu", "actor activation", choices=ACTIVATIONS)
+    critic_hidden: Tuple[int, ...] = static((128, 128), "critic hidden widths (both critics)", within="[1, inf)")
+    critic_activation: str = static("tanh", "critic activation", choices=ACTIVATIONS)
+    obs_scale: float = field(1.0, "multiply observations (and post-decision observations) by this before the networks",
+                             within="(0, inf)")
     actor_last_layer_only: bool = static(False, "train only the actor's output layer (reproduces a reference-code bug)")
 
     def validate(self) -> None:
-        for name in ("total_timesteps", "num_envs", "num_steps", "buffer_chunks", "update_epochs", "num_minibatches"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         batch = self.num_envs * self.num_steps * self.buffer_chunks
         check(batch % self.num_minibatches == 0,
               f"the buffer num_envs x num_steps x buffer_chunks = {batch} does not split into --num-minibatches "
               f"{self.num_minibatches}; choose a divisor of {batch}")
         check(self.total_timesteps >= self.num_envs * self.num_steps,
               f"--total-timesteps {self.total_timesteps} is less than one rollout ({self.num_envs * self.num_steps})")
-        check(self.advantage in ADVANTAGES, f"--advantage must be one of {', '.join(ADVANTAGES)} (got {self.advantage!r})")
-        check(0.0 <= self.gae_lambda <= 1.0, f"--gae-lambda must be in [0, 1] (got {self.gae_lambda})")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        check(self.clip_eps > 0, f"--clip-eps must be > 0 (got {self.clip_eps})")
-        check(self.actor_lr > 0 and self.critic_lr > 0, "--actor-lr and --critic-lr must be > 0")
-        check(self.max_grad_norm >= 0, f"--max-grad-norm must be >= 0 (0 = off; got {self.max_grad_norm})")
         env = make_env(self)
         check(env.action_kind in ("discrete", "multi_discrete"),
               f"PDPPO needs discrete or multi-discrete actions; {self.env} has {env.action_kind} actions")
@@ -131,15 +126,23 @@ def preset(env: str) -> dict:
     """Per-env defaults (explicit flags override them)."""
     if env.startswith("frozen-lake-pd"):  # reference Lake agent (commits a2414780 / dd3f453)
         return dict(total_timesteps=200_000, num_envs=6, num_steps=100, buffer_chunks=1, gamma=0.991,
-                    clip_eps=0.21, actor_lr=4e-4, critic_lr=1.2e-3, ent_coef=0.012, max_grad_norm=1.0,
+                    clip_eps=0.21, lr=4e-4, critic_lr=1.2e-3, ent_coef=0.012, max_grad_norm=1.0,
                     actor_activation="tanh")
     return {}
 
 
 def make_env(config):
-    if config.instance_path:
+    """The env, with `--instance-path` read and validated (lot-sizing envs only): a missing file, bad
+    JSON or an instance that breaks the format or a physical constraint stops here, naming the file
+    and the field."""
+    if not config.instance_path:
+        return envs.make(config.env)
+    check(config.env.startswith("lot-sizing/"),
+          f"--instance-path is a lot-sizing instance file; {config.env} is not a lot-sizing env (use lot-sizing/file)")
+    try:
         return envs.make(config.env, path=config.instance_path)
-    return envs.make(config.env)
+    except ValueError as e:
+        raise ConfigError(f"--instance-path: {e}") from None
 
 
 # ----------------------------------------------------------------------------- networks
@@ -288,7 +291,7 @@ def make_train(config: Config) -> Train:
             return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr))
         return optax.adam(lr)
 
-    actor_tx = adam(config.actor_lr)
+    actor_tx = adam(config.lr)
     if config.actor_last_layer_only:
         actor_tx = optax.multi_transform({"train": actor_tx, "frozen": optax.set_to_zero()},
                                          lambda p: {"params": {"torso": jax.tree.map(lambda _: "frozen", p["params"]["torso"]),
@@ -388,10 +391,11 @@ def make_train(config: Config) -> Train:
         return evaluate_episodes(env, act, key, num_episodes)
 
     return Train(init=init, update=update, num_updates=num_updates, env_steps_per_update=steps_per_update,
-                 evaluate=evaluate)
+                 evaluate=evaluate,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="pdppo", preset=preset)

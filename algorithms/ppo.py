@@ -42,50 +42,45 @@ from rlx import normalize as nz
 from rlx import returns
 from rlx.config import check, field, static
 from rlx.evaluate import evaluate_episodes
-from rlx.networks import MLP, CategoricalHead, GaussianHead, MultiDiscreteHead, ValueHead
+from rlx.networks import ACTIVATIONS, MLP, CategoricalHead, GaussianHead, MultiDiscreteHead, ValueHead
 from rlx.train import Train, episode_metrics
 
 
 @dataclass(frozen=True)
 class Config:
     env: str = "CartPole-v1"
-    total_timesteps: int = static(500_000, "env steps per seed")
-    num_envs: int = static(4, "parallel envs per seed")
-    num_steps: int = static(128, "rollout length per env and update")
-    update_epochs: int = static(4, "passes over each rollout")
-    num_minibatches: int = static(4, "minibatches per epoch")
-    lr: float = field(2.5e-4, "Adam learning rate")
+    total_timesteps: int = static(500_000, "env steps per seed", within="[1, inf)")
+    num_envs: int = static(4, "parallel envs per seed", within="[1, inf)")
+    num_steps: int = static(128, "rollout length per env and update", within="[1, inf)")
+    update_epochs: int = static(4, "passes over each rollout", within="[1, inf)")
+    num_minibatches: int = static(4, "minibatches per epoch", within="[1, inf)")
+    lr: float = field(2.5e-4, "Adam learning rate", within="(0, inf)")
     anneal_lr: bool = static(True, "linear learning-rate decay to 0 over training")
-    gamma: float = field(0.99, "discount")
-    gae_lambda: float = field(0.95, "GAE lambda")
-    clip_eps: float = field(0.2, "policy (and value) clip range")
-    ent_coef: float = field(0.01, "entropy bonus coefficient")
-    vf_coef: float = field(0.5, "value loss coefficient")
-    max_grad_norm: float = field(0.5, "global gradient-norm clip")
+    gamma: float = field(0.99, "discount", within="[0, 1]")
+    gae_lambda: float = field(0.95, "GAE lambda", within="[0, 1]")
+    clip_eps: float = field(0.2, "policy (and value) clip range", within="(0, inf)")
+    ent_coef: float = field(0.01, "entropy bonus coefficient", within="[0, inf)")
+    vf_coef: float = field(0.5, "value loss coefficient", within="[0, inf)")
+    max_grad_norm: float = field(0.5, "global gradient-norm clip", within="(0, inf)")
     clip_value: bool = static(True, "clip the value loss like the policy loss")
-    hidden: Tuple[int, ...] = static((64, 64), "hidden layer widths (actor and critic, separate)")
-    activation: str = static("tanh", "hidden activation")
+    hidden: Tuple[int, ...] = static((64, 64), "hidden layer widths (actor and critic, separate)", within="[1, inf)")
+    activation: str = static("tanh", "hidden activation", choices=ACTIVATIONS)
     normalize_obs: bool = static(False, "running observation normalisation")
     normalize_reward: bool = static(False, "scale rewards by the running std of the discounted return")
     bootstrap_truncation: bool = static(True, "bootstrap from the final observation at time limits")
-    env_backend: str = static("spring", "brax physics backend (brax envs only)")
-    env_autoreset: str = static("fresh", "brax auto-reset: fresh (a new reset per episode) or cached (each env's first state, as brax's AutoResetWrapper)")
+    env_backend: str = static("auto", "brax physics backend (brax envs only; auto = spring)",
+                              choices=envs.ENV_BACKEND_CHOICES)
+    env_autoreset: str = static("auto", "brax auto-reset (brax envs only): fresh (auto; a new reset per episode) or "
+                                "cached (each env's first state, as brax's AutoResetWrapper)", choices=envs.ENV_AUTORESET_CHOICES)
 
     def validate(self) -> None:
-        for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs", "num_minibatches"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         batch = self.num_envs * self.num_steps
         check(batch % self.num_minibatches == 0,
               f"the batch num_envs x num_steps = {batch} does not split into --num-minibatches {self.num_minibatches}; "
               f"choose a divisor of {batch}")
         check(self.total_timesteps >= batch,
               f"--total-timesteps {self.total_timesteps} is less than one rollout (num_envs x num_steps = {batch})")
-        check(0.0 <= self.gae_lambda <= 1.0, f"--gae-lambda must be in [0, 1] (got {self.gae_lambda})")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        check(self.clip_eps > 0, f"--clip-eps must be > 0 (got {self.clip_eps})")
-        check(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
-        check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"--hidden needs positive widths (got {self.hidden})")
-        make_env(self)  # unknown env names fail here, with close matches
+        envs.make_from_config(self)  # unknown env names fail here, with close matches
 
 
 def preset(env: str) -> dict:
@@ -98,12 +93,6 @@ def preset(env: str) -> dict:
         return dict(total_timesteps=1_000_000, num_envs=16, num_steps=128, update_epochs=10, num_minibatches=8,
                     lr=3e-4, anneal_lr=True, ent_coef=0.0, normalize_obs=True, normalize_reward=True)
     return {}
-
-
-def make_env(config):
-    if config.env.startswith("brax/"):
-        return envs.make(config.env, backend=config.env_backend, autoreset=config.env_autoreset)
-    return envs.make(config.env)
 
 
 class ActorCritic(nn.Module):
@@ -177,7 +166,7 @@ def lr_schedule(config: Config, num_updates: int, steps_per_update: int):
 
 
 def make_train(config: Config) -> Train:
-    env = make_env(config)
+    env = envs.make_from_config(config)
     obs_shape = env.observation_space.shape
     net = ActorCritic(env.action_space, tuple(config.hidden), config.activation, obs_ndim=len(obs_shape))
     num_updates = config.total_timesteps // (config.num_envs * config.num_steps)
@@ -276,10 +265,11 @@ def make_train(config: Config) -> Train:
         return evaluate_episodes(env, act, key, num_episodes)
 
     return Train(init=init, update=update, num_updates=num_updates,
-                 env_steps_per_update=config.num_envs * config.num_steps, evaluate=evaluate)
+                 env_steps_per_update=config.num_envs * config.num_steps, evaluate=evaluate,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="ppo", preset=preset)

@@ -15,7 +15,7 @@ One update:
    where s_{t+1} is the true next state (`info["final_observation"]`), so a time-limit
    truncation bootstraps from the last observation of the episode and the recursion never
    crosses into the next episode (rlx.returns.lambda_returns);
-3. `num_epochs` passes over the flattened batch in `num_minibatches` shuffled minibatches of
+3. `update_epochs` passes over the flattened batch in `num_minibatches` shuffled minibatches of
        L = 0.5 mean((Q(s_t, a_t) - R_t)^2),
    optimised by RAdam after global-norm clipping, lr decayed linearly to ~0 over all gradient steps.
 
@@ -57,8 +57,7 @@ Settings of the purejaxql configs not run here (for copying into your own setup)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -79,32 +78,30 @@ EVAL_EPISODES = 128  # greedy episodes per evaluation (purejaxql TEST_NUM_ENVS)
 @dataclass(frozen=True)
 class Config:
     env: str = "CartPole-v1"
-    total_timesteps: int = static(500_000, "env steps per seed")
-    total_timesteps_decay: int = static(0, "env steps over which eps and lr schedules run (0: total_timesteps)")
-    num_envs: int = static(32, "parallel envs per seed")
-    num_steps: int = static(64, "rollout length per env and update")
-    num_epochs: int = static(4, "passes over each rollout")
-    num_minibatches: int = static(16, "minibatches per epoch")
-    lr: float = field(1e-4, "RAdam learning rate")
-    lr_linear_decay: bool = static(True, "decay lr linearly to 1e-20 over all gradient steps")
-    max_grad_norm: float = field(10.0, "global gradient-norm clip")
-    gamma: float = field(0.99, "discount")
-    q_lambda: float = field(0.95, "lambda of the Q(lambda) targets (0: one-step Q-learning)")
-    eps_start: float = field(1.0, "initial exploration epsilon")
-    eps_finish: float = field(0.2, "final exploration epsilon")
-    eps_decay: float = field(0.2, "fraction of the updates over which epsilon decays linearly")
-    rew_scale: float = field(0.1, "rewards are multiplied by this before the targets")
-    obs_scale: float = field(1.0, "observations are multiplied by this before the network")
-    hidden_size: int = static(256, "width of the hidden layers (MLP for vector observations)")
-    num_layers: int = static(2, "hidden layers of the MLP")
+    total_timesteps: int = static(500_000, "env steps per seed", within="[1, inf)")
+    total_timesteps_decay: int = static(0, "env steps over which eps and lr schedules run (0: total_timesteps)",
+                                        within="[0, inf)")
+    num_envs: int = static(32, "parallel envs per seed", within="[1, inf)")
+    num_steps: int = static(64, "rollout length per env and update", within="[1, inf)")
+    update_epochs: int = static(4, "passes over each rollout", within="[1, inf)")
+    num_minibatches: int = static(16, "minibatches per epoch", within="[1, inf)")
+    lr: float = field(1e-4, "RAdam learning rate", within="(0, inf)")
+    anneal_lr: bool = static(True, "decay lr linearly to 1e-20 over all gradient steps")
+    max_grad_norm: float = field(10.0, "global gradient-norm clip", within="(0, inf)")
+    gamma: float = field(0.99, "discount", within="[0, 1]")
+    q_lambda: float = field(0.95, "lambda of the Q(lambda) targets (0: one-step Q-learning)", within="[0, 1]")
+    eps_start: float = field(1.0, "initial exploration epsilon", within="[0, 1]")
+    eps_finish: float = field(0.2, "final exploration epsilon", within="[0, 1]")
+    eps_decay: float = field(0.2, "fraction of the updates over which epsilon decays linearly", within="(0, inf)")
+    reward_scale: float = field(0.1, "rewards are multiplied by this before the targets", within="(0, inf)")
+    obs_scale: float = field(1.0, "observations are multiplied by this before the network", within="(0, inf)")
+    hidden: Tuple[int, ...] = static((256, 256), "hidden layer widths of the MLP (vector observations)",
+                                     within="[1, inf)")
     layer_norm: bool = static(True, "LayerNorm before every hidden activation (PQN's stabiliser)")
     bootstrap_truncation: bool = static(True, "bootstrap from the final observation at time limits "
                                               "(False: treat them as terminations, like purejaxql)")
 
     def validate(self) -> None:
-        for name in ("total_timesteps", "num_envs", "num_steps", "num_epochs", "num_minibatches",
-                     "hidden_size", "num_layers"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         batch = self.num_envs * self.num_steps
         check(batch % self.num_minibatches == 0,
               f"the batch num_envs x num_steps = {batch} does not split into --num-minibatches "
@@ -114,13 +111,6 @@ class Config:
         check(self.total_timesteps_decay == 0 or self.total_timesteps_decay >= batch,
               f"--total-timesteps-decay must be 0 (= total) or at least one rollout ({batch}); "
               f"got {self.total_timesteps_decay}")
-        check(0.0 <= self.q_lambda <= 1.0, f"--q-lambda must be in [0, 1] (got {self.q_lambda})")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        for name in ("eps_start", "eps_finish"):
-            check(0.0 <= getattr(self, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
-        check(self.eps_decay > 0, f"--eps-decay must be > 0 (got {self.eps_decay})")
-        check(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
-        check(self.max_grad_norm > 0, f"--max-grad-norm must be > 0 (got {self.max_grad_norm})")
         env = envs.make(self.env)  # unknown names fail here with close matches
         check(env.action_kind == "discrete",
               f"PQN needs a discrete action space (one Q-value per action); {self.env} has "
@@ -137,9 +127,9 @@ MINATAR = ("Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-M
 def preset(env: str) -> dict:
     """Per-env-family defaults (explicit flags override them)."""
     if env in MINATAR:  # purejaxql config/alg/pqn_minatar.yaml (one config for every game)
-        return dict(total_timesteps=10_000_000, num_envs=128, num_steps=32, num_epochs=2, num_minibatches=32,
-                    lr=5e-4, lr_linear_decay=True, max_grad_norm=10.0, gamma=0.99, q_lambda=0.65,
-                    eps_start=1.0, eps_finish=0.05, eps_decay=0.1, rew_scale=1.0,
+        return dict(total_timesteps=10_000_000, num_envs=128, num_steps=32, update_epochs=2, num_minibatches=32,
+                    lr=5e-4, anneal_lr=True, max_grad_norm=10.0, gamma=0.99, q_lambda=0.65,
+                    eps_start=1.0, eps_finish=0.05, eps_decay=0.1, reward_scale=1.0,
                     # purejaxql divides MinAtar's 0/1 planes by 255 (a leftover from Atari pixels);
                     # kept so that its results reproduce
                     obs_scale=1.0 / 255.0)
@@ -170,8 +160,7 @@ class MinAtarTorso(nn.Module):
 class QNetwork(nn.Module):
     num_actions: int
     image: bool = False  # [H, W, C] observations: MinAtar CNN; otherwise an MLP
-    hidden_size: int = 256
-    num_layers: int = 2
+    hidden: Tuple[int, ...] = (256, 256)
     layer_norm: bool = True
 
     @nn.compact
@@ -179,7 +168,7 @@ class QNetwork(nn.Module):
         if self.image:
             x = MinAtarTorso(self.layer_norm)(obs)
         else:  # flax default (LeCun-normal) kernels like purejaxql
-            x = MLP((self.hidden_size,) * self.num_layers, "relu", layer_norm=self.layer_norm, init="lecun")(obs)
+            x = MLP(tuple(self.hidden), "relu", layer_norm=self.layer_norm, init="lecun")(obs)
         return QHead(self.num_actions)(x)
 
 
@@ -227,7 +216,27 @@ def q_lambda_targets(rewards, q_vals, last_next_q, terminated, truncated, trunca
     return returns.lambda_returns(rewards, next_q, terminated, truncated, gamma, lam)
 
 
-def build(config: Config) -> SimpleNamespace:
+class Parts(NamedTuple):
+    """PQN's pieces for one Config as pure functions: `make_train` assembles them, tests call them
+    one by one."""
+
+    init: Callable  # key -> TrainState
+    update: Callable  # TrainState -> (TrainState, metrics): rollout, targets, learn
+    evaluate: Callable  # (TrainState, key, num_episodes) -> mean greedy return
+    rollout: Callable  # TrainState -> (TrainState, Transition [num_steps, num_envs], epsilon)
+    targets: Callable  # (params, Transition) -> Q(lambda) targets [num_steps, num_envs]
+    learn: Callable  # (params, opt_state, key, (obs, action, target)) -> (params, opt_state, losses, mean Q(s,a))
+    loss_fn: Callable  # (params, obs, action, target) -> (loss, Q(s, a))
+    q_fn: Callable  # (params, obs) -> Q-values (observations scaled by obs_scale)
+    tx: Any  # the optax optimiser (clip + RAdam)
+    lr: Callable  # gradient step -> learning rate
+    epsilon: Callable  # updates done -> exploration epsilon
+    num_updates: int
+    num_updates_decay: int  # updates over which epsilon and lr decay
+    batch: int  # env steps per update (num_envs x num_steps)
+
+
+def build(config: Config) -> Parts:
     """Every piece of PQN for `config` as pure functions (make_train assembles them; tests call
     them one by one)."""
     env = envs.make(config.env)
@@ -238,13 +247,13 @@ def build(config: Config) -> SimpleNamespace:
     num_updates = config.total_timesteps // batch
     num_updates_decay = (config.total_timesteps_decay or config.total_timesteps) // batch
 
-    network = QNetwork(num_actions, image, config.hidden_size, config.num_layers, config.layer_norm)
+    network = QNetwork(num_actions, image, tuple(config.hidden), config.layer_norm)
 
     def q_fn(params, obs):
         return network.apply(params, obs * config.obs_scale)
 
-    if config.lr_linear_decay:
-        lr = optax.linear_schedule(config.lr, 1e-20, num_updates_decay * config.num_minibatches * config.num_epochs)
+    if config.anneal_lr:
+        lr = optax.linear_schedule(config.lr, 1e-20, num_updates_decay * config.num_minibatches * config.update_epochs)
     else:
         lr = optax.constant_schedule(config.lr)
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.radam(lr))
@@ -289,7 +298,7 @@ def build(config: Config) -> SimpleNamespace:
             term, trunc = jnp.maximum(term, trunc), jnp.zeros_like(trunc)
             trunc_next_q = jnp.zeros_like(term)
             last_next_q = jnp.max(q_fn(params, traj.next_obs[-1]), axis=-1)
-        return q_lambda_targets(traj.reward * config.rew_scale, traj.q_val, last_next_q, term, trunc,
+        return q_lambda_targets(traj.reward * config.reward_scale, traj.q_val, last_next_q, term, trunc,
                                 trunc_next_q, config.gamma, config.q_lambda)
 
     def loss_fn(params, obs, action, target):
@@ -298,8 +307,8 @@ def build(config: Config) -> SimpleNamespace:
         return 0.5 * jnp.mean(jnp.square(q_sa - target)), q_sa
 
     def learn(params, opt_state, key, data):
-        """num_epochs x num_minibatches gradient steps on data = (obs, action, target), each [batch, ...].
-        Returns (params, opt_state, losses [num_epochs, num_minibatches], mean Q(s,a) of the same shape)."""
+        """update_epochs x num_minibatches gradient steps on data = (obs, action, target), each [batch, ...].
+        Returns (params, opt_state, losses [update_epochs, num_minibatches], mean Q(s,a) of the same shape)."""
 
         def epoch(carry, _):
             params, opt_state, key = carry
@@ -316,7 +325,7 @@ def build(config: Config) -> SimpleNamespace:
             (params, opt_state), out = jax.lax.scan(minibatch_step, (params, opt_state), shuffled)
             return (params, opt_state, key), out
 
-        (params, opt_state, _), (loss, q_mean) = jax.lax.scan(epoch, (params, opt_state, key), None, config.num_epochs)
+        (params, opt_state, _), (loss, q_mean) = jax.lax.scan(epoch, (params, opt_state, key), None, config.update_epochs)
         return params, opt_state, loss, q_mean
 
     def update(ts: TrainState):
@@ -325,7 +334,7 @@ def build(config: Config) -> SimpleNamespace:
         data = (traj.obs.reshape((batch,) + traj.obs.shape[2:]), traj.action.reshape(batch), target.reshape(batch))
         key, k_learn = jax.random.split(ts.key)
         params, opt_state, loss, q_mean = learn(ts.params, ts.opt_state, k_learn, data)
-        grad_steps = (ts.n_updates + 1) * config.num_epochs * config.num_minibatches
+        grad_steps = (ts.n_updates + 1) * config.update_epochs * config.num_minibatches
         metrics = {
             "td_loss": loss.mean(),
             "q_mean": q_mean.mean(),
@@ -341,16 +350,19 @@ def build(config: Config) -> SimpleNamespace:
         return evaluate_episodes(env, lambda obs, _: jnp.argmax(q_fn(ts.params, obs), axis=-1), key,
                                  num_episodes, max_steps=env.max_episode_steps)
 
-    return SimpleNamespace(**{k: v for k, v in locals().items() if k != "config"})
+    return Parts(init=init, update=update, evaluate=evaluate, rollout=rollout, targets=targets, learn=learn,
+                 loss_fn=loss_fn, q_fn=q_fn, tx=tx, lr=lr, epsilon=epsilon, num_updates=num_updates,
+                 num_updates_decay=num_updates_decay, batch=batch)
 
 
 def make_train(config: Config) -> Train:
     p = build(config)
     return Train(init=p.init, update=p.update, num_updates=p.num_updates, env_steps_per_update=p.batch,
-                 evaluate=p.evaluate, eval_episodes=EVAL_EPISODES)
+                 evaluate=p.evaluate, eval_episodes=EVAL_EPISODES,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="pqn", preset=preset)

@@ -5,8 +5,8 @@ Reference implementation whose settings are the defaults: purejaxql (mttga/purej
 `purejaxql/pqn_rnn_gymnax.py` with `config/alg/pqn_rnn_cartpole.yaml` (CartPole) and
 `config/alg/pqn_rnn_memory_chain.yaml` (bsuite MemoryChain).
 
-Network: MLP (`num_layers` x [Dense(hidden) -> LayerNorm -> ReLU]) -> concat one-hot(last action)
--> GRU(hidden) whose state is zeroed at every episode start -> Dense(num_actions).
+Network: MLP ([Dense(w) -> LayerNorm -> ReLU] for each width w in `hidden`) -> concat one-hot(last
+action) -> GRU(hidden[-1]) whose state is zeroed at every episode start -> Dense(num_actions).
 
 One update:
 1. rollout: `num_steps` epsilon-greedy steps of `num_envs` envs, carrying the GRU state; every
@@ -14,7 +14,7 @@ One update:
 2. training sequences are whole per-env sequences of `memory_window + num_steps` steps: the last
    `memory_window` steps of the previous update are prepended (burn-in for the hidden state; at
    the first update they come from a uniformly random rollout made at init);
-3. `num_epochs` passes; each shuffles the envs and splits them into `num_minibatches` groups. Per
+3. `update_epochs` passes; each shuffles the envs and splits them into `num_minibatches` groups. Per
    minibatch: run the network over the sequences from the stored GRU state of their first step,
    compute Peng's Q(lambda) targets from stop_gradient of these Q-values (so targets follow the
    current parameters at every gradient step),
@@ -48,8 +48,7 @@ bit is shown at the first step and must be recalled 5 steps later); purejaxql's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -69,35 +68,34 @@ EVAL_EPISODES = 128  # greedy episodes per evaluation (purejaxql TEST_NUM_ENVS)
 @dataclass(frozen=True)
 class Config:
     env: str = "CartPole-v1"
-    memory_length: int = static(0, "MemoryChain-bsuite: steps between the context bit and the query (0: gymnax's 5)")
-    total_timesteps: int = static(500_000, "env steps per seed")
-    total_timesteps_decay: int = static(0, "env steps over which eps and lr schedules run (0: total_timesteps)")
-    num_envs: int = static(32, "parallel envs per seed")
-    num_steps: int = static(64, "rollout length per env and update")
-    memory_window: int = static(4, "steps of the previous rollout prepended to each training sequence")
-    num_epochs: int = static(4, "passes over each rollout")
-    num_minibatches: int = static(16, "minibatches per epoch (they split the envs: whole sequences)")
-    lr: float = field(1e-4, "RAdam learning rate")
-    lr_linear_decay: bool = static(True, "decay lr linearly to 1e-20 over all gradient steps")
-    max_grad_norm: float = field(10.0, "global gradient-norm clip")
-    gamma: float = field(0.99, "discount")
-    q_lambda: float = field(0.95, "lambda of the Q(lambda) targets")
-    eps_start: float = field(1.0, "initial exploration epsilon")
-    eps_finish: float = field(0.2, "final exploration epsilon")
-    eps_decay: float = field(0.2, "fraction of the updates over which epsilon decays linearly")
-    rew_scale: float = field(0.1, "rewards are multiplied by this before the targets")
-    hidden_size: int = static(256, "width of the MLP layers and of the GRU")
-    num_layers: int = static(2, "MLP layers before the GRU")
+    memory_length: int = static(0, "MemoryChain-bsuite: steps between the context bit and the query (0: gymnax's 5)",
+                                within="[0, inf)")
+    total_timesteps: int = static(500_000, "env steps per seed", within="[1, inf)")
+    total_timesteps_decay: int = static(0, "env steps over which eps and lr schedules run (0: total_timesteps)",
+                                        within="[0, inf)")
+    num_envs: int = static(32, "parallel envs per seed", within="[1, inf)")
+    num_steps: int = static(64, "rollout length per env and update", within="[1, inf)")
+    memory_window: int = static(4, "steps of the previous rollout prepended to each training sequence",
+                                within="[0, inf)")
+    update_epochs: int = static(4, "passes over each rollout", within="[1, inf)")
+    num_minibatches: int = static(16, "minibatches per epoch (they split the envs: whole sequences)", within="[1, inf)")
+    lr: float = field(1e-4, "RAdam learning rate", within="(0, inf)")
+    anneal_lr: bool = static(True, "decay lr linearly to 1e-20 over all gradient steps")
+    max_grad_norm: float = field(10.0, "global gradient-norm clip", within="(0, inf)")
+    gamma: float = field(0.99, "discount", within="[0, 1]")
+    q_lambda: float = field(0.95, "lambda of the Q(lambda) targets", within="[0, 1]")
+    eps_start: float = field(1.0, "initial exploration epsilon", within="[0, 1]")
+    eps_finish: float = field(0.2, "final exploration epsilon", within="[0, 1]")
+    eps_decay: float = field(0.2, "fraction of the updates over which epsilon decays linearly", within="(0, inf)")
+    reward_scale: float = field(0.1, "rewards are multiplied by this before the targets", within="(0, inf)")
+    hidden: Tuple[int, ...] = static((256, 256), "widths of the MLP layers before the GRU; the GRU has hidden[-1] units",
+                                     within="[1, inf)")
     layer_norm: bool = static(True, "LayerNorm before every MLP activation")
     last_action: bool = static(True, "feed the one-hot previous action to the GRU")
     bootstrap_truncation: bool = static(True, "bootstrap from the final observation at time limits "
                                               "(False: treat them as terminations, like purejaxql)")
 
     def validate(self) -> None:
-        for name in ("total_timesteps", "num_envs", "num_steps", "num_epochs", "num_minibatches",
-                     "hidden_size", "num_layers"):
-            check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        check(self.memory_window >= 0, f"--memory-window must be >= 0 (got {self.memory_window})")
         check(self.memory_window + self.num_steps >= 2, "training sequences need at least 2 steps")
         check(self.num_envs % self.num_minibatches == 0,
               f"minibatches hold whole env sequences: --num-minibatches {self.num_minibatches} must divide "
@@ -105,13 +103,6 @@ class Config:
         batch = self.num_envs * self.num_steps
         check(self.total_timesteps >= batch,
               f"--total-timesteps {self.total_timesteps} is less than one rollout (num_envs x num_steps = {batch})")
-        check(0.0 <= self.q_lambda <= 1.0, f"--q-lambda must be in [0, 1] (got {self.q_lambda})")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        for name in ("eps_start", "eps_finish"):
-            check(0.0 <= getattr(self, name) <= 1.0, f"--{name.replace('_', '-')} must be in [0, 1]")
-        check(self.eps_decay > 0, f"--eps-decay must be > 0 (got {self.eps_decay})")
-        check(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
-        check(self.memory_length >= 0, f"--memory-length must be >= 0 (got {self.memory_length})")
         check(self.memory_length == 0 or self.env == "MemoryChain-bsuite",
               f"--memory-length only applies to MemoryChain-bsuite (env is {self.env})")
         env = make_env(self)
@@ -131,9 +122,9 @@ def make_env(config):
 def preset(env: str) -> dict:
     """Per-env defaults (explicit flags override them)."""
     if env == "MemoryChain-bsuite":  # purejaxql config/alg/pqn_rnn_memory_chain.yaml
-        return dict(total_timesteps=100_000, num_envs=32, num_steps=128, memory_window=4, num_epochs=4,
-                    num_minibatches=16, lr=1e-3, lr_linear_decay=False, max_grad_norm=10.0, gamma=0.99,
-                    q_lambda=0.95, eps_start=1.0, eps_finish=0.01, eps_decay=0.1, rew_scale=1.0)
+        return dict(total_timesteps=100_000, num_envs=32, num_steps=128, memory_window=4, update_epochs=4,
+                    num_minibatches=16, lr=1e-3, anneal_lr=False, max_grad_norm=10.0, gamma=0.99,
+                    q_lambda=0.95, eps_start=1.0, eps_finish=0.01, eps_decay=0.1, reward_scale=1.0)
     return {}  # CartPole-v1 (config/alg/pqn_rnn_cartpole.yaml) = the Config defaults
 
 
@@ -143,18 +134,17 @@ def preset(env: str) -> dict:
 
 class RNNQNetwork(nn.Module):
     num_actions: int
-    hidden_size: int = 256
-    num_layers: int = 2
+    hidden: Tuple[int, ...] = (256, 256)  # MLP widths; the GRU has hidden[-1] units
     layer_norm: bool = True
     last_action: bool = True
 
     @nn.compact
     def __call__(self, h, obs, starts, last_action):
         """h [B, H]; obs [T, B, F]; starts, last_action [T, B] -> (h [B, H], Q [T, B, A])."""
-        x = MLP((self.hidden_size,) * self.num_layers, "relu", layer_norm=self.layer_norm, init="lecun")(obs)
+        x = MLP(tuple(self.hidden), "relu", layer_norm=self.layer_norm, init="lecun")(obs)
         if self.last_action:  # no action is carried into a new episode
             x = jnp.concatenate([x, jax.nn.one_hot(last_action, self.num_actions) * (1.0 - starts[..., None])], -1)
-        h, y = ResetGRU(self.hidden_size)(h, x, starts)
+        h, y = ResetGRU(self.hidden[-1])(h, x, starts)
         return h, QHead(self.num_actions)(y)
 
 
@@ -207,26 +197,45 @@ def sequence_targets(rewards, q_vals, terminated, truncated, trunc_next_q, gamma
     return returns.lambda_returns(rewards[:-1], next_q, terminated[:-1], truncated[:-1], gamma, lam)
 
 
-def build(config: Config) -> SimpleNamespace:
+class Parts(NamedTuple):
+    """Recurrent PQN's pieces for one Config as pure functions: `make_train` assembles them, tests
+    call them one by one."""
+
+    init: Callable  # key -> TrainState
+    update: Callable  # TrainState -> (TrainState, metrics)
+    evaluate: Callable  # (TrainState, key, num_episodes) -> mean greedy return (GRU state carried)
+    learn: Callable  # (params, opt_state, key, memory) -> (params, opt_state, losses, mean Q(s,a))
+    loss_fn: Callable  # (params, sequences [L, b, ...]) -> (loss, Q(s, a))
+    q_step: Callable  # (params, h, obs, start, last_action) -> (h', Q [B, A]): one time step
+    network: Any  # the RNNQNetwork (its apply runs whole sequences)
+    tx: Any  # the optax optimiser (clip + RAdam)
+    lr: Callable  # gradient step -> learning rate
+    epsilon: Callable  # updates done -> exploration epsilon
+    num_updates: int
+    num_updates_decay: int  # updates over which epsilon and lr decay
+    batch: int  # env steps per update (num_envs x num_steps)
+
+
+def build(config: Config) -> Parts:
     """Every piece of recurrent PQN as pure functions (make_train assembles them)."""
     env = make_env(config)
     num_actions = env.action_space.n
-    N, H = config.num_envs, config.hidden_size
+    N, H = config.num_envs, config.hidden[-1]
     L = config.memory_window + config.num_steps
     envs_per_minibatch = N // config.num_minibatches
     batch = N * config.num_steps
     num_updates = config.total_timesteps // batch
     num_updates_decay = (config.total_timesteps_decay or config.total_timesteps) // batch
 
-    network = RNNQNetwork(num_actions, H, config.num_layers, config.layer_norm, config.last_action)
+    network = RNNQNetwork(num_actions, tuple(config.hidden), config.layer_norm, config.last_action)
 
     def q_step(params, h, obs, start, last_action):
         """One time step for a batch of envs: (h', Q [B, A])."""
         h, q = network.apply(params, h, obs[None], start[None], last_action[None])
         return h, q[0]
 
-    if config.lr_linear_decay:
-        lr = optax.linear_schedule(config.lr, 1e-20, num_updates_decay * config.num_minibatches * config.num_epochs)
+    if config.anneal_lr:
+        lr = optax.linear_schedule(config.lr, 1e-20, num_updates_decay * config.num_minibatches * config.update_epochs)
     else:
         lr = optax.constant_schedule(config.lr)
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.radam(lr))
@@ -272,7 +281,7 @@ def build(config: Config) -> SimpleNamespace:
         trunc = seq.truncated.astype(jnp.float32)
         if not config.bootstrap_truncation:  # purejaxql: a time limit ends the episode like a termination
             term, trunc = jnp.maximum(term, trunc), jnp.zeros_like(trunc)
-        target = sequence_targets(seq.reward * config.rew_scale, jax.lax.stop_gradient(q_vals), term, trunc,
+        target = sequence_targets(seq.reward * config.reward_scale, jax.lax.stop_gradient(q_vals), term, trunc,
                                   seq.trunc_next_q, config.gamma, config.q_lambda)
         q_sa = jnp.take_along_axis(q_vals, seq.action[..., None], axis=-1)[..., 0][:-1]
         return 0.5 * jnp.mean(jnp.square(q_sa - target)), q_sa
@@ -296,7 +305,7 @@ def build(config: Config) -> SimpleNamespace:
             (params, opt_state), out = jax.lax.scan(minibatch_step, (params, opt_state), jax.tree.map(split, memory))
             return (params, opt_state, key), out
 
-        (params, opt_state, _), (loss, q_mean) = jax.lax.scan(epoch, (params, opt_state, key), None, config.num_epochs)
+        (params, opt_state, _), (loss, q_mean) = jax.lax.scan(epoch, (params, opt_state, key), None, config.update_epochs)
         return params, opt_state, loss, q_mean
 
     def update(ts: TrainState):
@@ -305,7 +314,7 @@ def build(config: Config) -> SimpleNamespace:
         actor, traj, stats = rollout(ts.params, ts.actor, k_roll, eps, config.num_steps)
         memory = jax.tree.map(lambda m, t: jnp.concatenate([m[config.num_steps:], t], 0), ts.memory, traj)
         params, opt_state, loss, q_mean = learn(ts.params, ts.opt_state, k_learn, memory)
-        grad_steps = (ts.n_updates + 1) * config.num_epochs * config.num_minibatches
+        grad_steps = (ts.n_updates + 1) * config.update_epochs * config.num_minibatches
         metrics = {"td_loss": loss.mean(), "q_mean": q_mean.mean(), "epsilon": jnp.asarray(eps, jnp.float32),
                    "lr": jnp.asarray(lr(grad_steps - 1), jnp.float32)}
         metrics.update(episode_metrics(stats, traj.terminated | traj.truncated))
@@ -331,16 +340,19 @@ def build(config: Config) -> SimpleNamespace:
         (_, ret, _), _ = jax.lax.scan(body, (actor, zeros, zeros), jax.random.split(k_run, steps))
         return ret.mean()
 
-    return SimpleNamespace(**{k: v for k, v in locals().items() if k != "config"})
+    return Parts(init=init, update=update, evaluate=evaluate, learn=learn, loss_fn=loss_fn, q_step=q_step,
+                 network=network, tx=tx, lr=lr, epsilon=epsilon, num_updates=num_updates,
+                 num_updates_decay=num_updates_decay, batch=batch)
 
 
 def make_train(config: Config) -> Train:
     p = build(config)
     return Train(init=p.init, update=p.update, num_updates=p.num_updates, env_steps_per_update=p.batch,
-                 evaluate=p.evaluate, eval_episodes=EVAL_EPISODES)
+                 evaluate=p.evaluate, eval_episodes=EVAL_EPISODES,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="pqn_rnn", preset=preset)

@@ -23,7 +23,7 @@ Conv(16, 3×3) → 128 for each of actor and critic.
 
 Truncation rule (rlx default, as in stream_q.py): bootstrap through time-limit truncation from
 info["final_observation"] (δ cut only on `terminated`); traces and the reward trace restart at
-every episode end. `--no-bootstrap-truncated` is the official code's rule (cut at
+every episode end. `--no-bootstrap-truncation` is the official code's rule (cut at
 terminated OR truncated, with the time feature telling the agent how much time is left).
 
 Reproduce (paper: Hopper-v4 ≈2173, Walker2d-v4 ≈4335 final return at 2M steps, MuJoCo;
@@ -34,7 +34,7 @@ brax's hopper/walker2d are not the same simulator, so numbers are not directly c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -44,9 +44,8 @@ import optax
 
 import rlx.envs as envs
 from rlx.config import check, field, static
-from rlx.networks import StreamMinAtarCNN, StreamMLP, stream_dense
-from rlx.normalize import (StreamRewardScaler, Welford, stream_observe, stream_reward_scale,
-                           stream_reward_scaler_init, welford_init, welford_normalize, welford_update)
+from rlx.stream import (StreamRewardScaler, Welford, learner_input_init, learner_input_step, stream_dense,
+                        stream_reward_scale, stream_reward_scaler_init, stream_torso)
 from rlx.optim import ObGDState, obgd
 from rlx.train import Train, episode_metrics
 
@@ -54,29 +53,29 @@ from rlx.train import Train, episode_metrics
 @dataclass(frozen=True)
 class Config:
     env: str = "brax/hopper"
-    total_timesteps: int = static(2_000_000, "env steps per learner (one update per step)")
-    lr: float = field(1.0, "ObGD step size α (actor and critic)")
-    gamma: float = field(0.99, "discount γ")
-    lamda: float = field(0.8, "trace decay λ")
-    kappa_value: float = field(2.0, "critic ObGD bound κ")
-    kappa_policy: float = field(3.0, "actor ObGD bound κ")
-    entropy_coef: float = field(0.01, "β: entropy bonus, scaled by sign(δ)")
-    min_std: float = field(1e-6, "added to softplus(pre-σ) so log π stays finite in float32 (rlx choice; 0 = none)")
-    hidden: int = static(128, "hidden width (MinAtar: the dense layer after the conv)")
-    sparsity: float = static(0.9, "fraction of each unit's inputs zeroed at init")
+    total_timesteps: int = static(2_000_000, "env steps per learner (one update per step)", within="[1, inf)")
+    lr: float = field(1.0, "ObGD step size α (actor and critic)", within="(0, inf)")
+    gamma: float = field(0.99, "discount γ", within="[0, 1]")
+    trace_lambda: float = field(0.8, "eligibility-trace decay λ", within="[0, 1]")
+    kappa_value: float = field(2.0, "critic ObGD bound κ", within="(0, inf)")
+    kappa_policy: float = field(3.0, "actor ObGD bound κ", within="(0, inf)")
+    ent_coef: float = field(0.01, "β: entropy bonus, scaled by sign(δ)", within="[0, inf)")
+    min_std: float = field(1e-6, "added to softplus(pre-σ) so log π stays finite in float32 (rlx choice; 0 = none)",
+                           within="[0, inf)")
+    hidden: Tuple[int, ...] = static((128, 128), "hidden layer widths of actor and critic (MinAtar: the conv torso's "
+                                                 "dense layer has hidden[-1] units)", within="[1, inf)")
+    sparsity: float = static(0.9, "fraction of each unit's inputs zeroed at init", within="[0, 1)")
     time_feature: bool = static(True, "append the time-in-episode feature (off for MinAtar)")
-    bootstrap_truncated: bool = static(True, "bootstrap through time-limit truncation from the final observation "
-                                       "(false: cut the bootstrap at every episode end, the official code's rule)")
+    bootstrap_truncation: bool = static(True, "bootstrap through time-limit truncation from the final observation "
+                                        "(false: cut the bootstrap at every episode end, the official code's rule)")
     overshooting_info: bool = static(False, "also report `overshoot`: the TD error recomputed after the update changed sign")
+    env_backend: str = static("auto", "brax physics backend (brax envs only; auto = spring)",
+                              choices=envs.ENV_BACKEND_CHOICES)
+    env_autoreset: str = static("auto", "brax auto-reset (brax envs only): fresh (auto; a new reset per episode) or "
+                                "cached (each env's first state, as brax's AutoResetWrapper)", choices=envs.ENV_AUTORESET_CHOICES)
 
     def validate(self) -> None:
-        check(self.total_timesteps >= 1, "--total-timesteps must be >= 1")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        check(0.0 <= self.lamda <= 1.0, f"--lamda must be in [0, 1] (got {self.lamda})")
-        check(self.lr > 0 and self.kappa_value > 0 and self.kappa_policy > 0, "--lr, --kappa-value and --kappa-policy must be > 0")
-        check(self.entropy_coef >= 0 and self.min_std >= 0, "--entropy-coef and --min-std must be >= 0")
-        check(0.0 <= self.sparsity < 1.0, "--sparsity must be in [0, 1)")
-        env = envs.make(self.env)
+        env = envs.make_from_config(self)
         check(env.action_kind in ("discrete", "continuous"), f"stream AC handles discrete or continuous (Box) actions; "
               f"{self.env} has {env.action_kind} actions")
         rank = len(env.observation_space.shape)
@@ -88,7 +87,7 @@ class Config:
 def preset(env: str) -> dict:
     """Reference settings per env family (explicit flags win)."""
     if env.endswith("-MinAtar"):
-        return {"hidden": 128, "time_feature": False, "total_timesteps": 10_000_000}
+        return {"hidden": (128,), "time_feature": False, "total_timesteps": 10_000_000}
     if env.startswith("brax/"):
         return {}
     try:
@@ -96,7 +95,7 @@ def preset(env: str) -> dict:
     except ValueError:  # unknown env: validate() reports it
         return {}
     if kind == "discrete":  # classic control, stream_ac_discrete.py: 2×32
-        return {"hidden": 32, "total_timesteps": 500_000}
+        return {"hidden": (32, 32), "total_timesteps": 500_000}
     return {"total_timesteps": 500_000}  # continuous classic control (Pendulum): 2×128
 
 
@@ -104,31 +103,27 @@ def preset(env: str) -> dict:
 # networks (separate actor and critic)
 
 
-def torso(hidden, conv, sparsity):
-    return StreamMinAtarCNN(hidden=hidden, sparsity=sparsity) if conv else StreamMLP((hidden, hidden), sparsity=sparsity)
-
-
 class Critic(nn.Module):
-    hidden: int
+    hidden: Tuple[int, ...]
     conv: bool = False
     sparsity: float = 0.9
 
     @nn.compact
     def __call__(self, x):
-        return stream_dense(1, self.sparsity)(torso(self.hidden, self.conv, self.sparsity)(x))[..., 0]
+        return stream_dense(1, self.sparsity)(stream_torso(self.hidden, self.conv, self.sparsity)(x))[..., 0]
 
 
 class GaussianActor(nn.Module):
     """Returns (μ, pre-σ); σ = softplus(pre-σ) (+ min_std)."""
 
     action_dim: int
-    hidden: int
+    hidden: Tuple[int, ...]
     conv: bool = False
     sparsity: float = 0.9
 
     @nn.compact
     def __call__(self, x):
-        x = torso(self.hidden, self.conv, self.sparsity)(x)
+        x = stream_torso(self.hidden, self.conv, self.sparsity)(x)
         return stream_dense(self.action_dim, self.sparsity, name="mu")(x), stream_dense(self.action_dim, self.sparsity, name="pre_std")(x)
 
 
@@ -136,13 +131,13 @@ class CategoricalActor(nn.Module):
     """Returns action preferences (logits)."""
 
     num_actions: int
-    hidden: int
+    hidden: Tuple[int, ...]
     conv: bool = False
     sparsity: float = 0.9
 
     @nn.compact
     def __call__(self, x):
-        return stream_dense(self.num_actions, self.sparsity)(torso(self.hidden, self.conv, self.sparsity)(x))
+        return stream_dense(self.num_actions, self.sparsity)(stream_torso(self.hidden, self.conv, self.sparsity)(x))
 
 
 def gaussian_log_prob(mu, std, a):
@@ -179,17 +174,11 @@ def log_prob_and_entropy(out, action, continuous: bool, min_std=0.0):
     return categorical_log_prob(out, action), categorical_entropy(out)
 
 
-def actor_surrogate(out, action, delta, entropy_coef, continuous: bool, min_std=0.0):
+def actor_surrogate(out, action, delta, ent_coef, continuous: bool, min_std=0.0):
     """log π(a|s) + β·sign(δ)·H(π(·|s)), sign(δ) a constant: the actor's trace accumulates its
     gradient, and the step δ·∇(...) = δ·∇log π + β|δ|·∇H always pushes the entropy up."""
     log_prob, entropy = log_prob_and_entropy(out, action, continuous, min_std)
-    return log_prob + entropy_coef * jax.lax.stop_gradient(jnp.sign(delta)) * entropy
-
-
-def time_feature(steps, horizon):
-    """The reference AddTimeInfo value after `steps` steps of an episode: −0.5 at reset and after
-    the first step (its quirk), then rising by 1/horizon per step."""
-    return -0.5 + jnp.maximum(steps - 1, 0).astype(jnp.float32) / horizon
+    return log_prob + ent_coef * jax.lax.stop_gradient(jnp.sign(delta)) * entropy
 
 
 class State(NamedTuple):
@@ -206,29 +195,23 @@ class State(NamedTuple):
 
 
 def make_train(config: Config) -> Train:
-    env = envs.make(config.env)
+    env = envs.make_from_config(config)
     continuous = env.action_kind == "continuous"
     conv = len(env.observation_space.shape) == 3
     horizon = float(max(env.max_episode_steps, 1))
-    critic = Critic(config.hidden, conv, config.sparsity)
+    critic = Critic(tuple(config.hidden), conv, config.sparsity)
     if continuous:
         action_dim = int(np.prod(env.action_space.shape))
-        actor = GaussianActor(action_dim, config.hidden, conv, config.sparsity)
+        actor = GaussianActor(action_dim, tuple(config.hidden), conv, config.sparsity)
     else:
-        actor = CategoricalActor(env.action_space.n, config.hidden, conv, config.sparsity)
-    critic_opt = obgd(config.lr, config.gamma, config.lamda, config.kappa_value)
-    actor_opt = obgd(config.lr, config.gamma, config.lamda, config.kappa_policy)
-
-    def learner_input(norm_obs, steps):
-        if not config.time_feature:
-            return norm_obs
-        return jnp.concatenate([norm_obs, time_feature(steps, horizon)[None]])
+        actor = CategoricalActor(env.action_space.n, tuple(config.hidden), conv, config.sparsity)
+    critic_opt = obgd(config.lr, config.gamma, config.trace_lambda, config.kappa_value)
+    actor_opt = obgd(config.lr, config.gamma, config.trace_lambda, config.kappa_policy)
 
     def init(key):
         k_actor, k_critic, k_env, key = jax.random.split(key, 4)
         obs, env_state = env.reset(k_env)
-        stats = welford_update(welford_init(obs.shape), obs)
-        s = learner_input(welford_normalize(stats, obs), jnp.zeros((), jnp.int32))
+        stats, s = learner_input_init(obs, horizon, config.time_feature)
         actor_params = actor.init(k_actor, s)
         critic_params = critic.init(k_critic, s)
         return State(actor_params, critic_params, actor_opt.init(actor_params), critic_opt.init(critic_params), stats,
@@ -245,13 +228,11 @@ def make_train(config: Config) -> Train:
         next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, state.env_state, action)
         done = terminated | truncated
         scaler, r = stream_reward_scale(state.reward_scaler, reward, done, config.gamma)
-        stats, s_prime, s_next = stream_observe(state.obs_stats, info["final_observation"], next_obs, done)
-        s_prime = learner_input(s_prime, state.episode_steps + 1)
-        episode_steps = jnp.where(done, 0, state.episode_steps + 1)
-        s_next = learner_input(s_next, episode_steps)
+        stats, s_prime, s_next, episode_steps = learner_input_step(
+            state.obs_stats, state.episode_steps, info["final_observation"], next_obs, done, horizon, config.time_feature)
 
         # 3. one TD error with current params, shared by both optimisers
-        cut = terminated if config.bootstrap_truncated else done  # the trace resets on `done` either way
+        cut = terminated if config.bootstrap_truncation else done  # the trace resets on `done` either way
         not_done = 1.0 - cut.astype(jnp.float32)
         v_s, critic_vjp = jax.vjp(lambda p: critic.apply(p, state.obs), state.critic_params)
         v_next = critic.apply(state.critic_params, s_prime)
@@ -259,7 +240,7 @@ def make_train(config: Config) -> Train:
 
         # 4. critic: ObGD on ∇v(s); actor: ObGD on ∇[log π(a|s) + β·sign(δ)·H]; both reset on d
         (critic_grads,) = critic_vjp(jnp.ones_like(v_s))
-        surrogate_grad = jax.grad(actor_surrogate)(out, action, delta, config.entropy_coef, continuous, config.min_std)
+        surrogate_grad = jax.grad(actor_surrogate)(out, action, delta, config.ent_coef, continuous, config.min_std)
         (actor_grads,) = actor_vjp(surrogate_grad)
         critic_updates, critic_state = critic_opt.update(critic_grads, state.critic_opt, delta=delta, reset=done)
         actor_updates, actor_state = actor_opt.update(actor_grads, state.actor_opt, delta=delta, reset=done)
@@ -282,10 +263,11 @@ def make_train(config: Config) -> Train:
                           episode_steps, key)
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
-    return Train(init=init, update=update, num_updates=int(config.total_timesteps), env_steps_per_update=1)
+    return Train(init=init, update=update, num_updates=int(config.total_timesteps), env_steps_per_update=1,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="stream_ac", preset=preset)

@@ -24,7 +24,7 @@ LeakyReLU; classic control 2×32 MLP, MinAtar Conv(16,3×3) → 128.
 Truncation rule (rlx default, a deliberate deviation): bootstrap through time-limit truncation
 from info["final_observation"] (δ cut only on `terminated`); the trace and the reward trace
 still restart at every episode end. The official code cuts at terminated OR truncated
-(`--no-bootstrap-truncated`), but its classic-control envs run with a 10,000-step limit,
+(`--no-bootstrap-truncation`), but its classic-control envs run with a 10,000-step limit,
 while gymnax CartPole-v1 keeps its 500-step limit: with the cut there, learners that reach
 500 often collapse (measured in benchmarks/results/stream_x.md: 4-learner mean return over
 5k-step windows in 60k steps, key sets 1 and 4, peaked at 375 / 350 with the cut and
@@ -38,7 +38,7 @@ at 5M steps with ε decayed over 20%):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -47,9 +47,8 @@ import optax
 
 import rlx.envs as envs
 from rlx.config import check, field, static
-from rlx.networks import StreamMinAtarCNN, StreamMLP, stream_dense
-from rlx.normalize import (StreamRewardScaler, Welford, stream_observe, stream_reward_scale,
-                           stream_reward_scaler_init, welford_init, welford_normalize, welford_update)
+from rlx.stream import (StreamRewardScaler, Welford, learner_input_init, learner_input_step, stream_dense,
+                        stream_reward_scale, stream_reward_scaler_init, stream_torso)
 from rlx.optim import ObGDState, obgd
 from rlx.train import Train, episode_metrics
 
@@ -57,30 +56,25 @@ from rlx.train import Train, episode_metrics
 @dataclass(frozen=True)
 class Config:
     env: str = "CartPole-v1"
-    total_timesteps: int = static(500_000, "env steps per learner (one update per step)")
-    lr: float = field(1.0, "ObGD step size α")
-    gamma: float = field(0.99, "discount γ")
-    lamda: float = field(0.8, "trace decay λ")
-    kappa: float = field(2.0, "ObGD bound κ: every update moves the params by at most 1/κ in L1")
-    epsilon_start: float = field(1.0, "initial ε")
-    epsilon_end: float = field(0.01, "final ε")
-    exploration_fraction: float = field(0.05, "fraction of total_timesteps over which ε decays linearly")
-    hidden: int = static(32, "width of the hidden layers (MinAtar: the dense layer after the conv)")
-    sparsity: float = static(0.9, "fraction of each unit's inputs zeroed at init")
+    total_timesteps: int = static(500_000, "env steps per learner (one update per step)", within="[1, inf)")
+    lr: float = field(1.0, "ObGD step size α", within="(0, inf)")
+    gamma: float = field(0.99, "discount γ", within="[0, 1]")
+    trace_lambda: float = field(0.8, "eligibility-trace decay λ", within="[0, 1]")
+    kappa: float = field(2.0, "ObGD bound κ: every update moves the params by at most 1/κ in L1", within="(0, inf)")
+    eps_start: float = field(1.0, "initial exploration ε", within="[0, 1]")
+    eps_finish: float = field(0.01, "final exploration ε", within="[0, 1]")
+    eps_decay: float = field(0.05, "fraction of total_timesteps over which ε decays linearly", within="(0, inf)")
+    hidden: Tuple[int, ...] = static((32, 32), "hidden layer widths (MinAtar: the conv torso's dense layer has "
+                                               "hidden[-1] units)", within="[1, inf)")
+    sparsity: float = static(0.9, "fraction of each unit's inputs zeroed at init", within="[0, 1)")
     time_feature: bool = static(True, "append the time-in-episode feature (classic control; off for MinAtar)")
     reset_before: bool = static(False, "ablation: reset the trace before accumulating on non-greedy steps (paper pseudocode)")
-    bootstrap_truncated: bool = static(True, "bootstrap through time-limit truncation from the final observation "
-                                       "(false: cut the bootstrap at every episode end, the official code's rule)")
+    bootstrap_truncation: bool = static(True, "bootstrap through time-limit truncation from the final observation "
+                                        "(false: cut the bootstrap at every episode end, the official code's rule)")
     overshooting_info: bool = static(False, "also report `overshoot`: the TD error recomputed after the update changed sign")
 
     def validate(self) -> None:
-        check(self.total_timesteps >= 1, "--total-timesteps must be >= 1")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        check(0.0 <= self.lamda <= 1.0, f"--lamda must be in [0, 1] (got {self.lamda})")
-        check(self.lr > 0 and self.kappa > 0, "--lr and --kappa must be > 0")
-        check(0.0 < self.exploration_fraction <= 1.0, "--exploration-fraction must be in (0, 1]")
-        check(0.0 <= self.epsilon_end <= self.epsilon_start <= 1.0, "need 0 <= --epsilon-end <= --epsilon-start <= 1")
-        check(0.0 <= self.sparsity < 1.0, "--sparsity must be in [0, 1)")
+        check(self.eps_finish <= self.eps_start, f"need --eps-finish <= --eps-start (got {self.eps_finish} > {self.eps_start})")
         env = envs.make(self.env)
         check(env.action_kind == "discrete", f"stream Q needs discrete actions; {self.env} has {env.action_kind} "
               "actions (use algorithms/stream_ac.py)")
@@ -93,7 +87,7 @@ class Config:
 def preset(env: str) -> dict:
     """Reference settings per env family (explicit flags win)."""
     if env.endswith("-MinAtar"):
-        return {"hidden": 128, "time_feature": False, "exploration_fraction": 0.2, "total_timesteps": 5_000_000}
+        return {"hidden": (128,), "time_feature": False, "eps_decay": 0.2, "total_timesteps": 5_000_000}
     return {}
 
 
@@ -103,23 +97,14 @@ def preset(env: str) -> dict:
 
 class QNetwork(nn.Module):
     num_actions: int
-    hidden: int = 32
+    hidden: Tuple[int, ...] = (32, 32)
     conv: bool = False
     sparsity: float = 0.9
 
     @nn.compact
     def __call__(self, x):
-        if self.conv:
-            x = StreamMinAtarCNN(hidden=self.hidden, sparsity=self.sparsity)(x)
-        else:
-            x = StreamMLP((self.hidden, self.hidden), sparsity=self.sparsity)(x)
+        x = stream_torso(self.hidden, self.conv, self.sparsity)(x)
         return stream_dense(self.num_actions, self.sparsity)(x)
-
-
-def time_feature(steps, horizon):
-    """The reference AddTimeInfo value after `steps` steps of an episode: −0.5 at reset and after
-    the first step (its quirk), then rising by 1/horizon per step."""
-    return -0.5 + jnp.maximum(steps - 1, 0).astype(jnp.float32) / horizon
 
 
 def epsilon_greedy(key, q, epsilon):
@@ -149,13 +134,8 @@ def make_train(config: Config) -> Train:
     n_actions = env.action_space.n
     conv = len(env.observation_space.shape) == 3
     horizon = float(max(env.max_episode_steps, 1))
-    network = QNetwork(n_actions, config.hidden, conv, config.sparsity)
-    opt = obgd(config.lr, config.gamma, config.lamda, config.kappa)
-
-    def learner_input(norm_obs, steps):
-        if not config.time_feature:
-            return norm_obs
-        return jnp.concatenate([norm_obs, time_feature(steps, horizon)[None]])
+    network = QNetwork(n_actions, tuple(config.hidden), conv, config.sparsity)
+    opt = obgd(config.lr, config.gamma, config.trace_lambda, config.kappa)
 
     def q_values(params, s):
         return network.apply(params, s)
@@ -163,8 +143,7 @@ def make_train(config: Config) -> Train:
     def init(key):
         k_net, k_env, key = jax.random.split(key, 3)
         obs, env_state = env.reset(k_env)
-        stats = welford_update(welford_init(obs.shape), obs)
-        s = learner_input(welford_normalize(stats, obs), jnp.zeros((), jnp.int32))
+        stats, s = learner_input_init(obs, horizon, config.time_feature)
         params = network.init(k_net, s)
         return State(params, opt.init(params), stats, stream_reward_scaler_init(), env_state, s,
                      jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), key)
@@ -172,9 +151,9 @@ def make_train(config: Config) -> Train:
     def update(state: State):
         key, k_explore, k_env = jax.random.split(state.key, 3)
         t = state.step + 1
-        duration = config.exploration_fraction * config.total_timesteps
-        slope = (config.epsilon_end - config.epsilon_start) / duration
-        epsilon = jnp.maximum(config.epsilon_start + slope * t.astype(jnp.float32), config.epsilon_end)
+        duration = config.eps_decay * config.total_timesteps
+        slope = (config.eps_finish - config.eps_start) / duration
+        epsilon = jnp.maximum(config.eps_start + slope * t.astype(jnp.float32), config.eps_finish)
 
         # 1. ε-greedy action; Q(s) and its VJP come from one forward pass
         q_s, q_vjp = jax.vjp(lambda p: q_values(p, state.obs), state.params)
@@ -184,13 +163,11 @@ def make_train(config: Config) -> Train:
         next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, state.env_state, action)
         done = terminated | truncated
         scaler, r = stream_reward_scale(state.reward_scaler, reward, done, config.gamma)
-        stats, s_prime, s_next = stream_observe(state.obs_stats, info["final_observation"], next_obs, done)
-        s_prime = learner_input(s_prime, state.episode_steps + 1)
-        episode_steps = jnp.where(done, 0, state.episode_steps + 1)
-        s_next = learner_input(s_next, episode_steps)
+        stats, s_prime, s_next, episode_steps = learner_input_step(
+            state.obs_stats, state.episode_steps, info["final_observation"], next_obs, done, horizon, config.time_feature)
 
         # 3. TD error with current params, ObGD on ∇Q(s, a), Watkins reset after the update
-        cut = terminated if config.bootstrap_truncated else done  # the trace resets on `done` either way
+        cut = terminated if config.bootstrap_truncation else done  # the trace resets on `done` either way
         not_done = 1.0 - cut.astype(jnp.float32)
         q_next = q_values(state.params, s_prime)
         delta = r + config.gamma * not_done * jnp.max(q_next) - q_s[action]
@@ -215,10 +192,11 @@ def make_train(config: Config) -> Train:
         new_state = State(params, opt_state, stats, scaler, env_state, s_next, episode_steps, t, key)
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
-    return Train(init=init, update=update, num_updates=int(config.total_timesteps), env_steps_per_update=1)
+    return Train(init=init, update=update, num_updates=int(config.total_timesteps), env_steps_per_update=1,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="stream_q", preset=preset)

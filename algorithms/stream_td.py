@@ -20,7 +20,7 @@ MSE / (mean(G²) − mean(G)²), over any window of updates (the runner's metric
 per-chunk means of each, whose ratios are the same ratios).
 
 Truncation rule: d = terminated OR truncated cuts the bootstrap and the trace, as the official
-code does (`--no-bootstrap-truncated`, the default here, unlike stream_q/stream_ac): the
+code does (`--no-bootstrap-truncation`, the default here, unlike stream_q/stream_ac): the
 Monte-Carlo target also stops at the episode end, so target and TD fixed point agree (the time
 feature tells the learner how much time is left).
 
@@ -30,7 +30,7 @@ Reproduce:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple
 
 import flax.linen as nn
 import jax
@@ -39,9 +39,8 @@ import optax
 
 import rlx.envs as envs
 from rlx.config import check, field, static
-from rlx.networks import StreamMinAtarCNN, StreamMLP, stream_dense
-from rlx.normalize import (StreamRewardScaler, Welford, stream_observe, stream_reward_scale,
-                           stream_reward_scaler_init, welford_init, welford_normalize, welford_update, welford_var)
+from rlx.stream import (StreamRewardScaler, Welford, learner_input_init, learner_input_step, reward_scale,
+                        stream_dense, stream_reward_scale, stream_reward_scaler_init, stream_torso)
 from rlx.optim import ObGDState, obgd
 from rlx.train import Train, episode_metrics
 
@@ -49,25 +48,25 @@ from rlx.train import Train, episode_metrics
 @dataclass(frozen=True)
 class Config:
     env: str = "Pendulum-v1"
-    total_timesteps: int = static(68_000, "env steps per learner (one update per step)")
-    lr: float = field(1.0, "ObGD step size α")
-    gamma: float = field(0.99, "discount γ")
-    lamda: float = field(0.8, "trace decay λ")
-    kappa: float = field(2.0, "ObGD bound κ")
-    hidden: int = static(128, "hidden width")
-    sparsity: float = static(0.9, "fraction of each unit's inputs zeroed at init")
+    total_timesteps: int = static(68_000, "env steps per learner (one update per step)", within="[1, inf)")
+    lr: float = field(1.0, "ObGD step size α", within="(0, inf)")
+    gamma: float = field(0.99, "discount γ", within="[0, 1]")
+    trace_lambda: float = field(0.8, "eligibility-trace decay λ", within="[0, 1]")
+    kappa: float = field(2.0, "ObGD bound κ", within="(0, inf)")
+    hidden: Tuple[int, ...] = static((128, 128), "hidden layer widths (MinAtar: the conv torso's dense layer has "
+                                                 "hidden[-1] units)", within="[1, inf)")
+    sparsity: float = static(0.9, "fraction of each unit's inputs zeroed at init", within="[0, 1)")
     time_feature: bool = static(True, "append the time-in-episode feature (flat observations only)")
-    bootstrap_truncated: bool = static(False, "bootstrap through time-limit truncation from the final observation "
-                                       "(false: cut the bootstrap at every episode end, the official code's rule)")
+    bootstrap_truncation: bool = static(False, "bootstrap through time-limit truncation from the final observation "
+                                        "(false: cut the bootstrap at every episode end, the official code's rule)")
     overshooting_info: bool = static(False, "also report `overshoot`: the TD error recomputed after the update changed sign")
+    env_backend: str = static("auto", "brax physics backend (brax envs only; auto = spring)",
+                              choices=envs.ENV_BACKEND_CHOICES)
+    env_autoreset: str = static("auto", "brax auto-reset (brax envs only): fresh (auto; a new reset per episode) or "
+                                "cached (each env's first state, as brax's AutoResetWrapper)", choices=envs.ENV_AUTORESET_CHOICES)
 
     def validate(self) -> None:
-        check(self.total_timesteps >= 1, "--total-timesteps must be >= 1")
-        check(0.0 <= self.gamma <= 1.0, f"--gamma must be in [0, 1] (got {self.gamma})")
-        check(0.0 <= self.lamda <= 1.0, f"--lamda must be in [0, 1] (got {self.lamda})")
-        check(self.lr > 0 and self.kappa > 0, "--lr and --kappa must be > 0")
-        check(0.0 <= self.sparsity < 1.0, "--sparsity must be in [0, 1)")
-        env = envs.make(self.env)
+        env = envs.make_from_config(self)
         rank = len(env.observation_space.shape)
         check(rank in (1, 3), f"stream TD takes flat or [H, W, C] observations; {self.env} has shape {env.observation_space.shape}")
         check(not (self.time_feature and rank != 1), f"--time-feature needs flat observations; {self.env} has "
@@ -81,23 +80,14 @@ def preset(env: str) -> dict:
 
 
 class ValueNetwork(nn.Module):
-    hidden: int = 128
+    hidden: Tuple[int, ...] = (128, 128)
     conv: bool = False
     sparsity: float = 0.9
 
     @nn.compact
     def __call__(self, x):
-        if self.conv:
-            x = StreamMinAtarCNN(hidden=self.hidden, sparsity=self.sparsity)(x)
-        else:
-            x = StreamMLP((self.hidden, self.hidden), sparsity=self.sparsity)(x)
+        x = stream_torso(self.hidden, self.conv, self.sparsity)(x)
         return stream_dense(1, self.sparsity)(x)[..., 0]
-
-
-def time_feature(steps, horizon):
-    """The reference AddTimeInfo value after `steps` steps of an episode: −0.5 at reset and after
-    the first step (its quirk), then rising by 1/horizon per step."""
-    return -0.5 + jnp.maximum(steps - 1, 0).astype(jnp.float32) / horizon
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,16 +141,11 @@ class State(NamedTuple):
 
 
 def make_train(config: Config) -> Train:
-    env = envs.make(config.env)
+    env = envs.make_from_config(config)
     conv = len(env.observation_space.shape) == 3
     horizon = float(max(env.max_episode_steps, 1))
-    network = ValueNetwork(config.hidden, conv, config.sparsity)
-    opt = obgd(config.lr, config.gamma, config.lamda, config.kappa)
-
-    def learner_input(norm_obs, steps):
-        if not config.time_feature:
-            return norm_obs
-        return jnp.concatenate([norm_obs, time_feature(steps, horizon)[None]])
+    network = ValueNetwork(tuple(config.hidden), conv, config.sparsity)
+    opt = obgd(config.lr, config.gamma, config.trace_lambda, config.kappa)
 
     def policy(key):  # the fixed policy whose value is learned: uniform random
         return env.action_space.sample(key)
@@ -168,8 +153,7 @@ def make_train(config: Config) -> Train:
     def init(key):
         k_net, k_env, key = jax.random.split(key, 3)
         obs, env_state = env.reset(k_env)
-        stats = welford_update(welford_init(obs.shape), obs)
-        s = learner_input(welford_normalize(stats, obs), jnp.zeros((), jnp.int32))
+        stats, s = learner_input_init(obs, horizon, config.time_feature)
         params = network.init(k_net, s)
         return State(params, opt.init(params), stats, stream_reward_scaler_init(), mc_error_init(), env_state, s,
                      jnp.zeros((), jnp.int32), key)
@@ -179,14 +163,12 @@ def make_train(config: Config) -> Train:
         next_obs, env_state, reward, terminated, truncated, info = env.step(k_env, state.env_state, policy(k_act))
         done = terminated | truncated
         scaler, r = stream_reward_scale(state.reward_scaler, reward, done, config.gamma)
-        stats, s_prime, s_next = stream_observe(state.obs_stats, info["final_observation"], next_obs, done)
-        s_prime = learner_input(s_prime, state.episode_steps + 1)
-        episode_steps = jnp.where(done, 0, state.episode_steps + 1)
-        s_next = learner_input(s_next, episode_steps)
+        stats, s_prime, s_next, episode_steps = learner_input_step(
+            state.obs_stats, state.episode_steps, info["final_observation"], next_obs, done, horizon, config.time_feature)
 
         # TD error with current params; ObGD on ∇v(s); trace reset after the update when d
         v_s, v_vjp = jax.vjp(lambda p: network.apply(p, state.obs), state.params)
-        cut = terminated if config.bootstrap_truncated else done  # the trace resets on `done` either way
+        cut = terminated if config.bootstrap_truncation else done  # the trace resets on `done` either way
         not_done = 1.0 - cut.astype(jnp.float32)
         delta = r + config.gamma * not_done * network.apply(state.params, s_prime) - v_s
         (grads,) = v_vjp(jnp.ones_like(v_s))
@@ -194,8 +176,7 @@ def make_train(config: Config) -> Train:
         params = optax.apply_updates(state.params, updates)
 
         # prediction quality against Monte-Carlo returns, in raw reward units
-        reward_scale = jnp.sqrt(welford_var(scaler.stats) + 1e-8)
-        mc, (sq_err, count, g_sum, g_sq_sum) = mc_error_update(state.mc, v_s * reward_scale, reward, done, config.gamma)
+        mc, (sq_err, count, g_sum, g_sq_sum) = mc_error_update(state.mc, v_s * reward_scale(scaler), reward, done, config.gamma)
 
         metrics = episode_metrics(info, done)
         metrics.update({
@@ -212,10 +193,11 @@ def make_train(config: Config) -> Train:
         new_state = State(params, opt_state, stats, scaler, mc, env_state, s_next, episode_steps, key)
         return new_state, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
-    return Train(init=init, update=update, num_updates=int(config.total_timesteps), env_steps_per_update=1)
+    return Train(init=init, update=update, num_updates=int(config.total_timesteps), env_steps_per_update=1,
+                 env_name=config.env, requested_steps=config.total_timesteps)
 
 
 if __name__ == "__main__":
-    from rlx.run import main
+    from rlx.cli import main
 
     main(Config, make_train, name="stream_td", preset=preset)

@@ -179,8 +179,16 @@ def test_smoke_gymnax(env):
     for row in res.metrics:
         for k in ("policy_loss", "value_loss", "kl", "t_k", "entropy"):
             assert np.isfinite(row[k]), (k, row)
+        # KL(pi_theta || pi_k) after the policy steps: >= 0, and > 0 (the steps moved the policy)
+        assert row["kl"] > 0 and 0 < row["t_k"] <= 1 and row["value_loss"] >= 0, row
+        if env == "CartPole-v1":
+            assert 0 < row["entropy"] <= np.log(2) + 1e-6, row
+    t_k = [row["t_k"] for row in res.metrics]
+    assert t_k == sorted(t_k, reverse=True) and t_k[0] > t_k[-1], t_k  # annealed, never raised
     assert all(np.isfinite(res.summary["final_return"]))
-    assert all(x.shape[0] == 2 for x in jax.tree.leaves(res.state.params_pi))
+    leaves = jax.tree.leaves(res.state.params_pi)
+    assert all(x.shape[0] == 2 for x in leaves)
+    assert any(not np.array_equal(x[0], x[1]) for x in leaves)  # the two seeds are independent runs
 
 
 def test_smoke_brax():

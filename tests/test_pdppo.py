@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import rlx.config
 from rlx import returns
 from rlx.algorithms import pdppo
 from rlx.config import ConfigError
@@ -211,6 +212,15 @@ def test_smoke_both_envs(env):
     assert tr.num_updates == 3 and tr.env_steps_per_update == 20
     for k in ("episode_return_sum", "episode_count", "episode_length_sum", "actor_loss", "critic_loss", "critic_x_loss", "entropy"):
         assert m[k].shape == (2, 3) and np.isfinite(np.asarray(m[k])).all(), k
+    assert (np.asarray(m["critic_loss"]) >= 0).all() and (np.asarray(m["critic_x_loss"]) >= 0).all()  # MSEs
+    assert (np.asarray(m["entropy"]) > 0).all()
+    init = jax.vmap(tr.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    for part in ("actor", "critic", "critic_x"):  # every network trains (max advantage: both critics)
+        moved = [float(jnp.max(jnp.abs(a - b))) for a, b in
+                 zip(jax.tree.leaves(init.params[part]), jax.tree.leaves(state.params[part]))]
+        assert max(moved) > 0, part
+    actor = jax.tree.leaves(state.params["actor"])
+    assert any(not np.array_equal(x[0], x[1]) for x in actor)  # the two seeds are independent runs
     assert np.isfinite(float(tr.evaluate(jax.tree.map(lambda x: x[0], state), jax.random.PRNGKey(1), tr.eval_episodes)))
 
 
@@ -218,7 +228,7 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="post_decision"):
         pdppo.Config(env="CartPole-v1").validate()
     with pytest.raises(ConfigError, match="advantage"):
-        pdppo.Config(advantage="mean").validate()
+        rlx.config.validate(pdppo.Config(advantage="mean"))
     with pytest.raises(ConfigError, match="num-minibatches"):
         pdppo.Config(num_minibatches=7).validate()
 

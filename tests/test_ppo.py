@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import rlx.config
+from rlx import cli
 from rlx import run as R
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "algorithms"))
@@ -58,19 +60,41 @@ def test_config_errors():
     with pytest.raises(R.ConfigError, match="num-minibatches"):
         ppo.Config(num_envs=3, num_steps=5, num_minibatches=4).validate()
     with pytest.raises(R.ConfigError, match="gae-lambda"):
-        ppo.Config(gae_lambda=1.5).validate()
+        rlx.config.validate(ppo.Config(gae_lambda=1.5))  # declared range (Config.validate() keeps cross-field checks)
     with pytest.raises(R.ConfigError, match="less than one rollout"):
         ppo.Config(total_timesteps=100).validate()
 
 
-def test_presets_follow_purejaxrl():
-    cfg = R.build_config(ppo.Config, "brax/hopper", {"num_envs": 8}, ppo.preset)
-    assert (cfg.num_steps, cfg.num_minibatches, cfg.lr, cfg.hidden, cfg.normalize_obs) == (10, 32, 3e-4, (256, 256), True)
-    assert cfg.num_envs == 8  # explicit flags win over the preset
-    assert cfg.env_backend == "positional"  # PureJaxRL's BraxGymnaxWrapper default (rlx's own default: spring)
-    assert cfg.env_autoreset == "cached"  # brax's AutoResetWrapper, which PureJaxRL wraps
-    assert R.build_config(ppo.Config, "brax/hopper", {"env_backend": "spring"}, ppo.preset).env_backend == "spring"
-    assert R.build_config(ppo.Config, "CartPole-v1", {}, ppo.preset) == ppo.Config()
+def _cli_config(monkeypatch, argv):
+    """The Config the command line builds from argv (the runner itself is replaced by a stub)."""
+    import rlx.run
+
+    jax.devices()  # backends up: cli.main then leaves XLA_FLAGS alone in this process
+    seen = []
+    monkeypatch.setattr(rlx.run, "run", lambda cfg_cls, make_train, cfg, **kw: seen.append((cfg, kw)))
+    cli.main(ppo.Config, ppo.make_train, "ppo", ppo.preset, argv=argv)
+    assert len(seen) == 1
+    return seen[0]
+
+
+def test_cli_applies_the_env_preset_and_explicit_flags_win(monkeypatch):
+    import dataclasses
+
+    preset = ppo.preset("brax/hopper")
+    changed = {k for k, v in preset.items() if getattr(ppo.Config(), k) != v}
+    assert len(changed) >= 3, preset  # the brax preset really differs from the CartPole defaults
+    want = dataclasses.replace(ppo.Config(), env="brax/hopper", **preset)
+    cfg, kw = _cli_config(monkeypatch, ["--env", "brax/hopper", "--num-seeds", "3"])
+    assert cfg == want and kw["num_seeds"] == 3
+    # explicit flags (int, tuple, bool, str) win over preset values; every other field keeps the preset's
+    flags = {"num_steps": 7, "hidden": (32, 8), "normalize_obs": False, "env_backend": "spring"}
+    assert set(flags) <= set(preset)
+    cfg, _ = _cli_config(monkeypatch, ["--env", "brax/hopper", "--num-steps", "7", "--hidden", "32,8",
+                                       "--no-normalize-obs", "--env-backend", "spring"])
+    assert cfg == dataclasses.replace(want, **flags)
+    # no --env: the defaults are the CartPole setting, unchanged by any preset
+    cfg, _ = _cli_config(monkeypatch, ["--lr", "1e-3"])
+    assert cfg == dataclasses.replace(ppo.Config(), lr=1e-3)
 
 
 def small(env, **kw):
@@ -90,9 +114,45 @@ def test_smoke_gymnax(env, kw):
     for row in res.metrics:
         for k in ("loss", "actor_loss", "value_loss", "entropy", "approx_kl"):
             assert np.isfinite(row[k]), (k, row)
+        assert 0.0 <= row["clip_frac"] <= 1.0 and row["approx_kl"] >= -1e-6 and row["value_loss"] >= 0, row
+        if env == "CartPole-v1":  # a categorical over 2 actions
+            assert 0.0 < row["entropy"] <= np.log(2) + 1e-6, row
     assert all(np.isfinite(res.summary["final_return"]))
     leaves = jax.tree.leaves(res.state.params)
     assert all(x.shape[0] == 2 for x in leaves)
+    assert any(not np.array_equal(x[0], x[1]) for x in leaves)  # the two seeds are independent runs
+
+
+def test_updates_change_every_parameter_track_the_policy_change_and_learn_values():
+    """Three updates on CartPole with a large step (lr 1e-2, 4 epochs): every parameter leaf moves;
+    the ratio-based diagnostics see the policy change (clipping engages, approx_kl > 0, entropy falls
+    below its uniform start of log 2); the critic learns that CartPole pays +1 per step (values at the
+    initial observations rise from ~0); the run is a pure function of its key."""
+    import rlx.envs as envs
+
+    cfg = ppo.Config(env="CartPole-v1", total_timesteps=4 * 32 * 3, num_envs=4, num_steps=32, num_minibatches=2,
+                     update_epochs=4, hidden=(16, 16), lr=1e-2, anneal_lr=False)
+    t = ppo.make_train(cfg)
+    train = jax.jit(t.train)
+    s0 = jax.jit(t.init)(jax.random.PRNGKey(0))
+    s, m = train(jax.random.PRNGKey(0))
+    m = {k: np.asarray(v) for k, v in m.items()}
+    assert t.num_updates == 3 and all(v.shape == (3,) for v in m.values())
+    for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s.params)):
+        assert float(jnp.max(jnp.abs(a - b))) > 1e-4, "a parameter leaf did not move"
+    assert (m["clip_frac"] >= 0).all() and (m["clip_frac"] <= 1).all() and m["clip_frac"].max() > 0.01, m["clip_frac"]
+    assert (m["approx_kl"] > 0).all() and (m["approx_kl"] < 0.1).all(), m["approx_kl"]
+    assert (m["entropy"] > 0.5).all() and (m["entropy"] < np.log(2)).all() and m["entropy"][-1] < m["entropy"][0] + 1e-3
+    np.testing.assert_array_equal(m["episode_return_sum"], m["episode_length_sum"])  # +1 per step
+    net = ppo.ActorCritic(envs.make("CartPole-v1").action_space, (16, 16), "tanh", obs_ndim=1)
+    v_before, v_after = (np.asarray(net.apply(p, s0.obs)[1]) for p in (s0.params, s.params))
+    assert np.abs(v_before).max() < 0.5 and v_after.min() > 1.0, (v_before, v_after)
+    # deterministic given the key; another key gives another run
+    s_again, m_again = train(jax.random.PRNGKey(0))
+    for a, b in zip(jax.tree.leaves((s, m)), jax.tree.leaves((s_again, {k: np.asarray(v) for k, v in m_again.items()}))):
+        np.testing.assert_array_equal(a, b)
+    s_other, _ = train(jax.random.PRNGKey(1))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(s_other.params)))
 
 
 def test_episode_metrics_count_every_finished_episode():

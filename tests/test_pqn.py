@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from rlx.algorithms import pqn
+import rlx.config
 from rlx.config import ConfigError
 
 pytestmark = pytest.mark.timeout(600)
 
-SMALL = dict(total_timesteps=8 * 16 * 6, num_envs=8, num_steps=16, num_minibatches=4, num_epochs=2,
-             hidden_size=32)
+SMALL = dict(total_timesteps=8 * 16 * 6, num_envs=8, num_steps=16, num_minibatches=4, update_epochs=2,
+             hidden=(32, 32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,14 +164,14 @@ def test_targets_bootstrap_from_final_observation_on_truncation(cartpole):
     t2 = traj._replace(truncated=jnp.asarray(trunc), next_obs=jnp.asarray(next_obs))
     got = np.asarray(p.targets(ts.params, t2))
     max_next = np.asarray(p.q_fn(ts.params, jnp.asarray(next_obs)).max(-1))
-    want = naive_targets(np.asarray(traj.reward) * cfg.rew_scale, np.asarray(traj.q_val), max_next[-1],
+    want = naive_targets(np.asarray(traj.reward) * cfg.reward_scale, np.asarray(traj.q_val), max_next[-1],
                          np.asarray(traj.terminated), trunc, max_next, cfg.gamma, cfg.q_lambda)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     # purejaxql's rule: a truncation is a termination (target = reward)
     p_old = pqn.build(dataclasses.replace(cfg, bootstrap_truncation=False))
     got_old = np.asarray(p_old.targets(ts.params, t2))
     done = np.asarray(traj.terminated) | trunc
-    want_old = naive_targets(np.asarray(traj.reward) * cfg.rew_scale, np.asarray(traj.q_val), max_next[-1],
+    want_old = naive_targets(np.asarray(traj.reward) * cfg.reward_scale, np.asarray(traj.q_val), max_next[-1],
                              done, np.zeros_like(trunc), max_next, cfg.gamma, cfg.q_lambda)
     np.testing.assert_allclose(got_old, want_old, rtol=1e-4, atol=1e-5)
 
@@ -179,7 +180,7 @@ def test_minibatches_pair_obs_actions_and_targets_and_targets_stay_frozen(cartpo
     """With (practically) frozen params, every epoch's minibatch losses add up to
     num_minibatches x the full-batch loss: one permutation is applied to all fields."""
     cfg, _, ts, traj = cartpole
-    cfg0 = dataclasses.replace(cfg, lr=1e-30, lr_linear_decay=False)
+    cfg0 = dataclasses.replace(cfg, lr=1e-30, anneal_lr=False)
     p = pqn.build(cfg0)
     target = p.targets(ts.params, traj)
     B = cfg.num_envs * cfg.num_steps
@@ -187,7 +188,7 @@ def test_minibatches_pair_obs_actions_and_targets_and_targets_stay_frozen(cartpo
     params, _, loss, _ = jax.jit(p.learn)(ts.params, p.tx.init(ts.params), jax.random.PRNGKey(3), data)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-20), params, ts.params)
     full, _ = p.loss_fn(ts.params, *data)
-    assert loss.shape == (cfg.num_epochs, cfg.num_minibatches)
+    assert loss.shape == (cfg.update_epochs, cfg.num_minibatches)
     np.testing.assert_allclose(np.asarray(loss).sum(1), cfg.num_minibatches * float(full), rtol=1e-5)
     assert np.std(np.asarray(loss)[0]) > 0  # minibatches really differ
 
@@ -195,12 +196,13 @@ def test_minibatches_pair_obs_actions_and_targets_and_targets_stay_frozen(cartpo
 def test_schedules():
     cfg = pqn.Config(**{**SMALL, "total_timesteps": 8 * 16 * 20, "eps_decay": 0.25})
     p = pqn.build(cfg)
+    assert isinstance(p, pqn.Parts)  # a named structure, not every local of build()
     assert p.num_updates == p.num_updates_decay == 20
     assert float(p.epsilon(0)) == pytest.approx(cfg.eps_start)
     assert float(p.epsilon(2.5)) == pytest.approx((cfg.eps_start + cfg.eps_finish) / 2)
     for n in (5, 6, 19, 100):
         assert float(p.epsilon(n)) == pytest.approx(cfg.eps_finish)
-    grad_steps = p.num_updates * cfg.num_epochs * cfg.num_minibatches
+    grad_steps = p.num_updates * cfg.update_epochs * cfg.num_minibatches
     assert float(p.lr(0)) == pytest.approx(cfg.lr)
     assert abs(float(p.lr(grad_steps))) < 1e-6 * cfg.lr
     # shorter run, same schedules: decay over total_timesteps_decay
@@ -209,7 +211,7 @@ def test_schedules():
 
 
 def test_default_network_has_layernorm_per_hidden_layer():
-    for env, n_ln in (("CartPole-v1", pqn.Config().num_layers), ("Breakout-MinAtar", 2)):
+    for env, n_ln in (("CartPole-v1", len(pqn.Config().hidden)), ("Breakout-MinAtar", 2)):
         cfg = pqn.Config(**{**pqn.preset(env), "env": env})
         p = pqn.build(cfg)
         params = p.init(jax.random.PRNGKey(0)).params
@@ -227,20 +229,9 @@ def test_config_errors():
     with pytest.raises(ConfigError, match="num-minibatches"):
         pqn.Config(num_minibatches=7).validate()
     with pytest.raises(ConfigError, match="q-lambda"):
-        pqn.Config(q_lambda=1.5).validate()
+        rlx.config.validate(pqn.Config(q_lambda=1.5))
     pqn.Config().validate()
     pqn.Config(**{**pqn.preset("Breakout-MinAtar"), "env": "Breakout-MinAtar"}).validate()
-
-
-def test_presets_follow_purejaxql():
-    d = pqn.Config()
-    assert (d.num_envs, d.num_steps, d.num_minibatches, d.num_epochs, d.lr, d.q_lambda, d.rew_scale,
-            d.eps_finish, d.hidden_size) == (32, 64, 16, 4, 1e-4, 0.95, 0.1, 0.2, 256)
-    for game in pqn.MINATAR:
-        m = pqn.preset(game)
-        assert (m["num_envs"], m["num_steps"], m["num_minibatches"], m["num_epochs"], m["lr"], m["q_lambda"],
-                m["eps_finish"], m["eps_decay"], m["rew_scale"]) == (128, 32, 32, 2, 5e-4, 0.65, 0.05, 0.1, 1.0)
-    assert pqn.preset("CartPole-v1") == {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,9 +254,9 @@ def test_smoke_cartpole_two_seeds_differ():
         assert m[k].shape == (2, U) and m[k].dtype == jnp.float32, k
         assert np.all(np.isfinite(m[k])), k
     assert np.all(m["episode_count"].sum(1) > 0)
-    G = U * cfg.num_epochs * cfg.num_minibatches  # the last gradient step (count G-1) uses lr / G
+    G = U * cfg.update_epochs * cfg.num_minibatches  # the last gradient step (count G-1) uses lr / G
     assert float(m["lr"][0, -1]) == pytest.approx(cfg.lr / G, rel=1e-3)
-    assert float(m["lr"][0, 0]) == pytest.approx(cfg.lr * (1 - (cfg.num_epochs * cfg.num_minibatches - 1) / G), rel=1e-4)
+    assert float(m["lr"][0, 0]) == pytest.approx(cfg.lr * (1 - (cfg.update_epochs * cfg.num_minibatches - 1) / G), rel=1e-4)
     assert float(m["epsilon"][0, 0]) == pytest.approx(1.0)
     leaves = jax.tree.leaves(state.params)
     assert all(not np.allclose(x[0], x[1]) for x in leaves if x[0].size > 1)

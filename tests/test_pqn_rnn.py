@@ -14,7 +14,7 @@ from rlx.config import ConfigError
 pytestmark = pytest.mark.timeout(600)
 
 SMALL = dict(total_timesteps=8 * 16 * 4, num_envs=8, num_steps=16, memory_window=3, num_minibatches=4,
-             num_epochs=2, hidden_size=32)
+             update_epochs=2, hidden=(32, 32))
 
 
 def naive_sequence_targets(r, q, term, trunc, tq, gamma, lam):
@@ -49,7 +49,7 @@ def test_sequence_targets_match_naive_recursion(lam):
 
 
 def test_gru_resets_at_episode_start_and_ignores_previous_action():
-    net = pqn_rnn.RNNQNetwork(2, hidden_size=16)
+    net = pqn_rnn.RNNQNetwork(2, hidden=(16, 16))
     key = jax.random.PRNGKey(0)
     T, B = 7, 3
     obs = jax.random.normal(key, (T, B, 4))
@@ -72,6 +72,7 @@ def test_gru_resets_at_episode_start_and_ignores_previous_action():
 def cartpole():
     cfg = pqn_rnn.Config(**SMALL)
     p = pqn_rnn.build(cfg)
+    assert isinstance(p, pqn_rnn.Parts)  # a named structure, not every local of build()
     ts0 = jax.jit(p.init)(jax.random.PRNGKey(0))
     ts1, m = jax.jit(p.update)(ts0)
     return cfg, p, ts0, ts1, m
@@ -107,10 +108,10 @@ def test_minibatches_hold_whole_sequences(cartpole):
     """With (practically) frozen params the minibatch losses of an epoch add up to
     num_minibatches x the loss over all envs: every field is split by the same env permutation."""
     cfg, _, _, ts1, _ = cartpole
-    p = pqn_rnn.build(dataclasses.replace(cfg, lr=1e-30, lr_linear_decay=False))
+    p = pqn_rnn.build(dataclasses.replace(cfg, lr=1e-30, anneal_lr=False))
     params, _, loss, _ = jax.jit(p.learn)(ts1.params, p.tx.init(ts1.params), jax.random.PRNGKey(5), ts1.memory)
     full, _ = p.loss_fn(ts1.params, ts1.memory)
-    assert loss.shape == (cfg.num_epochs, cfg.num_minibatches)
+    assert loss.shape == (cfg.update_epochs, cfg.num_minibatches)
     np.testing.assert_allclose(np.asarray(loss).sum(1), cfg.num_minibatches * float(full), rtol=1e-4)
     assert np.std(np.asarray(loss)[0]) > 0
 
@@ -141,7 +142,7 @@ def test_learns_memory_chain():
     """MemoryChain: the context bit is shown only at the first step and must be recalled at the
     last (+1 right, -1 wrong): a memoryless policy scores 0 on average, a recurrent one 1."""
     cfg = pqn_rnn.Config(**{**pqn_rnn.preset("MemoryChain-bsuite"), "env": "MemoryChain-bsuite", "num_steps": 32,
-                            "num_minibatches": 4, "num_epochs": 2, "hidden_size": 64,
+                            "num_minibatches": 4, "update_epochs": 2, "hidden": (64, 64),
                             "total_timesteps": 32 * 32 * 20})
     t = pqn_rnn.make_train(cfg)
     state, m = jax.jit(t.train)(jax.random.PRNGKey(0))

@@ -32,7 +32,7 @@ def test_stream_q_vmap_learners_independent_and_equal_sequential():
     round differently, and a learner's chaotic dynamics amplify that over long runs)."""
     from rlx.algorithms import stream_q
 
-    cfg = stream_q.Config(total_timesteps=150, exploration_fraction=0.2, overshooting_info=True)
+    cfg = stream_q.Config(total_timesteps=150, eps_decay=0.2, overshooting_info=True)
     train = stream_q.make_train(cfg)
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
     run_v = jax.jit(jax.vmap(train.train))
@@ -75,6 +75,7 @@ def test_stream_ac_smoke(env):
 
 
 def test_config_errors():
+    import rlx.config
     from rlx.algorithms import stream_ac, stream_q
     from rlx.config import ConfigError
 
@@ -82,7 +83,7 @@ def test_config_errors():
         stream_q.Config(env="Pendulum-v1").validate()
     with pytest.raises(ConfigError, match="time-feature"):
         stream_q.Config(env="Breakout-MinAtar").validate()
-    with pytest.raises(ConfigError, match="lamda"):
-        stream_ac.Config(env="Pendulum-v1", lamda=1.5).validate()
+    with pytest.raises(ConfigError, match="trace-lambda"):
+        rlx.config.validate(stream_ac.Config(env="Pendulum-v1", trace_lambda=1.5))
     assert stream_q.preset("Breakout-MinAtar")["time_feature"] is False
-    assert stream_ac.preset("CartPole-v1")["hidden"] == 32
+    assert stream_ac.preset("CartPole-v1")["hidden"] == (32, 32)
