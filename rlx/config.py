@@ -83,6 +83,8 @@ def check_field(cfg_cls, name: str, value: Any) -> None:
     if choices is not None:
         check(value in choices, f"{flag(name)} must be one of {', '.join(map(str, choices))} (got {value!r})")
     if within is not None:
+        if isinstance(value, (tuple, list)):
+            check(len(value) >= 1, f"{flag(name)} needs at least one value (got an empty list)")
         for v in (value if isinstance(value, (tuple, list)) else (value,)):
             if isinstance(v, (bool, int, float)):
                 check(in_interval(v, within), f"{flag(name)} must be in {within} (got {value!r})")
