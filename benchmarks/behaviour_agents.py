@@ -3,9 +3,10 @@
 1. Train (resumable; keep a copy of each checkpoint as it is written, for medium-replay):
 
        python algorithms/ppo.py --env brax/hopper --num-seeds 1 --total-timesteps 2e7 \\
-           --checkpoint-every 100000 --out runs/behaviour/hopper
+           --checkpoint-every 100000 --log-every 100000 --out runs/behaviour/hopper
        # beside it: cp runs/behaviour/hopper/checkpoint.npz runs/behaviour/hopper.snapshots/ckpt_<mtime>.npz
-       # after every write (benchmarks/behaviour_agents.py snapshot DIR does this loop)
+       # after every write (benchmarks/behaviour_agents.py snapshot DIR does this loop); checkpoints are
+       # written at chunk ends and chunks follow --log-every, hence both flags
 
 2. Export: every snapshot's policy (actor MLP, Gaussian log-std, observation statistics) is
    evaluated (sampled actions); the best one is `expert`, the earlier snapshot whose return is
@@ -97,7 +98,7 @@ def export(args) -> None:
     header = {"env": check_env, "backend": backend, "activation": cfg.activation, "hidden": list(cfg.hidden),
               "policies": info, "ref_min_return": ref_min, "ref_max_return": ref_max,
               "command": f"python algorithms/ppo.py --env {check_env} --num-seeds 1 --total-timesteps {cfg.total_timesteps} "
-                         "--checkpoint-every 100000 (PPO's brax preset)",
+                         "--checkpoint-every 100000 --log-every 100000 (PPO's brax preset)",
               "algorithm": "ppo", "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}}
     G.save_policies(args.out, policies, header)
     print(json.dumps({"out": args.out, "ref_min_return": ref_min, "ref_max_return": ref_max, "medium": info["medium"],
