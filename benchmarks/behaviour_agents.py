@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "algorithms"))
 import ppo  # noqa: E402
 
 import rlx.envs as envs  # noqa: E402
+from rlx import rundir  # noqa: E402
 from rlx.config import check  # noqa: E402
 from rlx.datasets import generate as G  # noqa: E402
 
@@ -49,11 +50,9 @@ def ppo_config(run_dir: str) -> ppo.Config:
 
 
 def policy_from_checkpoint(path: str, template) -> G.Policy:
-    """The actor of run 0 in a runner checkpoint (`leaf_<i>` arrays in the order of the state's leaves)."""
-    leaves_t, treedef = jax.tree.flatten(template)
-    with np.load(path) as z:
-        leaves = [z[f"leaf_{i}"][0] for i in range(len(leaves_t))]
-    state = jax.tree.unflatten(treedef, leaves)
+    """The actor of run 0 in a runner checkpoint of a 1-seed run (`template`: one run's state shape)."""
+    leaves, _ = rundir.read_checkpoint(path)
+    state = rundir.restore(path, [x[0] for x in leaves], template)
     p = state.params["params"]
     mlp, head = p["MLP_0"], p["GaussianHead_0"]
     n = len(mlp)

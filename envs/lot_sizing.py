@@ -171,7 +171,8 @@ def validate_instance(d, source: str = "given as instance=") -> None:
             fail(f"{key} must be >= {lo} (got {v})")
         return v
 
-    horizon, I, M = scalar("time_horizon", 1), scalar("n_items", 1), scalar("n_machines", 1)
+    scalar("time_horizon", 1)  # checked; the env reads it from the instance itself
+    I, M = scalar("n_items", 1), scalar("n_machines", 1)
 
     def array(key, shape, integer, lo, hi=None, hi_name=None):
         v = d[key]

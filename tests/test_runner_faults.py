@@ -69,6 +69,10 @@ def main_exit(args, capsys):
 
 
 @pytest.mark.parametrize("args,msg", [
+    (["--env", "CartPol-v1"], "Did you mean: CartPole-v1"),
+    (["--env", "Pendulum-v1"], "discrete actions"),
+    (["--sweep", "num_envs=2,4"], "cannot be swept"),
+    (["--num-envs", "two"], "cannot read 'two' as int"),
     (["--eval-every", "-1"], "--eval-every must be >= 0"),
     (["--log-every", "-100"], "--log-every must be >= 1"),
     (["--checkpoint-every", "-5"], "--checkpoint-every must be >= 1"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -28,6 +27,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from rlx.config import ConfigError, check
+from rlx.rundir import atomic_write
 
 KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 META_KEYS = ("env", "kind", "behaviour_return", "ref_min_return", "ref_max_return", "command", "versions", "seed")
@@ -111,19 +111,9 @@ def checksum(ds: Dataset) -> str:
 def save(path: str, ds: Dataset, meta: dict) -> dict:
     """Write `ds` and `meta` (plus its checksum) to one .npz, atomically. Returns the metadata written."""
     meta = {**meta, "checksum": checksum(ds), "size": int(len(ds.rewards))}
-    buf = io.BytesIO()
-    np.savez(buf, metadata=np.asarray(json.dumps(meta, default=str)), **{k: getattr(ds, k) for k in KEYS})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda f: np.savez(f, metadata=np.asarray(json.dumps(meta, default=str)),
+                                          **{k: getattr(ds, k) for k in KEYS}))
     return meta
 
 

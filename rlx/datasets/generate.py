@@ -27,8 +27,10 @@ from typing import Dict, NamedTuple, Optional, Tuple
 import numpy as np
 
 from rlx.config import ConfigError, check
+from rlx.report import versions
+from rlx.rundir import atomic_write
 
-from . import Dataset, checksum, from_arrays
+from . import Dataset, checksum, episode_returns, from_arrays
 
 POLICY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "policies")
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -70,10 +72,7 @@ def save_policies(path: str, policies: Dict[str, Policy], header: dict) -> None:
         for k in ("log_std", "obs_mean", "obs_var"):
             arrays[f"{name}/{k}"] = np.asarray(getattr(p, k), np.float32)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, header=np.asarray(json.dumps(header)), **arrays)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez_compressed(f, header=np.asarray(json.dumps(header)), **arrays))
 
 
 def load_policies(path: str) -> Tuple[Dict[str, Policy], dict]:
@@ -216,30 +215,15 @@ def generate(env_name: str, kind: str, *, seed: int = 0, size: Optional[int] = N
                  for i, n in enumerate(("medium", "expert"))]
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     ds = from_arrays(arrays, f"generated {env_name}-{kind}", env=env_name)
-    from . import episode_returns
-
     rets = episode_returns(ds)
     meta = {"env": env_name, "kind": kind, "seed": int(seed), "env_backend": header["backend"],
             "behaviour_return": float(rets.mean()) if len(rets) else None,
             "ref_min_return": header["ref_min_return"], "ref_max_return": header["ref_max_return"],
             "policies": os.path.basename(path), "policy_command": header.get("command"),
             "command": f"python -m rlx.datasets generate --env {env_name} --kind {kind} --seed {seed}" + (f" --size {size}" if size else ""),
-            "versions": _versions(), "generation_s": round(time.perf_counter() - t0, 1)}
+            "versions": versions(), "generation_s": round(time.perf_counter() - t0, 1)}
     meta["checksum"] = checksum(ds)
     return ds, meta
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-    import platform
-
-    out = {"python": platform.python_version()}
-    for pkg in ("rlx", "jax", "jaxlib", "brax", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def cache_dir() -> str:
